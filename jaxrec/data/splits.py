@@ -1,0 +1,107 @@
+"""Leave-one-out split, training-example expansion and the cold-start view.
+
+Protocol (S3-Rec / P5 / TIGER): per user, the last item is the test target, the second-to-last the validation
+target, and everything before is the training part. Validation histories are the training part; test histories are
+the training part plus the validation target. Histories are left-padded int32 matrices, most recent item in the
+last column, 0 = padding — the layout every `Recommender.recommend` receives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Literal
+
+import numpy as np
+
+from jaxrec.data.types import PAD_ITEM, DataError, Dataset
+
+logger = logging.getLogger(__name__)
+
+Stage = Literal["validation", "test"]
+MIN_SPLIT_LENGTH = 3  # one training item + validation target + test target
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaveOneOut:
+    """A leave-one-out view of a dataset. `users` are the dataset rows kept (those long enough to split)."""
+
+    dataset: Dataset
+    users: np.ndarray  # [U] int64 dataset row of each split user
+    starts: np.ndarray  # [U] int64 offset of the user's first item in dataset.items
+    ends: np.ndarray  # [U] int64 offset one past the user's last item
+    report: dict
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def train_ends(self) -> np.ndarray:
+        return self.ends - 2
+
+    def targets(self, stage: Stage) -> np.ndarray:
+        """[U] int32 target item of each user for `stage`."""
+        return self.dataset.items[self.ends - (2 if stage == "validation" else 1)]
+
+    def histories(self, stage: Stage, max_length: int) -> np.ndarray:
+        """[U, max_length] left-padded histories for `stage` (most recent `max_length` items)."""
+        history_ends = self.ends - (2 if stage == "validation" else 1)
+        return _windows(self.dataset.items, self.starts, history_ends, max_length)
+
+    def train_items(self) -> np.ndarray:
+        """All training-part interactions (item ids), concatenated over users."""
+        mask = np.zeros(len(self.dataset.items) + 1, dtype=np.int64)
+        np.add.at(mask, self.starts, 1)
+        np.add.at(mask, self.train_ends, -1)
+        return self.dataset.items[np.cumsum(mask[:-1]) > 0]
+
+    def training_examples(self, max_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """TIGER/GRID expansion: every prefix of a user's training part predicts its next item.
+
+        Returns (histories [E, max_length] left-padded, targets [E], user index [E]); a training part of n items
+        gives n - 1 examples.
+        """
+        counts = np.maximum(self.train_ends - self.starts - 1, 0)
+        user_index = np.repeat(np.arange(self.num_users), counts)
+        first = np.repeat(self.starts + 1, counts)
+        within = np.arange(len(user_index)) - np.repeat(np.cumsum(counts) - counts, counts)
+        target_pos = first + within
+        histories = _windows(self.dataset.items, np.repeat(self.starts, counts), target_pos, max_length)
+        return histories, self.dataset.items[target_pos], user_index
+
+    def cold_start_users(self, stage: Stage = "test") -> np.ndarray:
+        """Indices (into the split's users) whose `stage` target never occurs in any training part."""
+        seen = np.zeros(self.dataset.num_items + 1, dtype=bool)
+        seen[self.train_items()] = True
+        return np.flatnonzero(~seen[self.targets(stage)])
+
+
+def leave_one_out(dataset: Dataset, on_short: Literal["drop", "error"] = "drop") -> LeaveOneOut:
+    """Split `dataset`; users with fewer than 3 items are dropped and counted (or rejected with on_short='error')."""
+    lengths = dataset.lengths()
+    short = np.flatnonzero(lengths < MIN_SPLIT_LENGTH)
+    if len(short) and on_short == "error":
+        user = int(short[0])
+        raise DataError(f"dataset {dataset.name!r}: user {dataset.user_ids[user]!r} (row {user}) has "
+                        f"{int(lengths[user])} items; leave-one-out needs at least {MIN_SPLIT_LENGTH} "
+                        f"({len(short)} such users in total)")
+    if len(short):
+        logger.warning("leave-one-out: dropped %d of %d users with fewer than %d items",
+                       len(short), dataset.num_users, MIN_SPLIT_LENGTH)
+    users = np.flatnonzero(lengths >= MIN_SPLIT_LENGTH)
+    if not len(users):
+        raise DataError(f"dataset {dataset.name!r}: no user has the {MIN_SPLIT_LENGTH} items leave-one-out needs")
+    report = {"users": len(users), "users_dropped_too_short": len(short),
+              "interactions_dropped_too_short": int(lengths[short].sum())}
+    return LeaveOneOut(dataset, users, dataset.offsets[users], dataset.offsets[users + 1], report)
+
+
+def _windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_length: int) -> np.ndarray:
+    """Left-padded [N, max_length] matrix of items[max(start, end - max_length):end] per row."""
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    positions = ends[:, None] - max_length + np.arange(max_length)[None, :]
+    valid = positions >= starts[:, None]
+    gathered = items[np.where(valid, positions, 0)]
+    return np.where(valid, gathered, PAD_ITEM).astype(np.int32)

@@ -1,0 +1,39 @@
+"""The common evaluator: every recommender, SID-based or LLM-based, is scored here the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxrec.data.splits import LeaveOneOut, Stage
+from jaxrec.eval.metrics import DEFAULT_KS, ranking_metrics
+
+
+class Recommender(Protocol):
+    """Anything that ranks the full catalogue for a batch of users.
+
+    `histories` is [B, L] int32, left-padded with 0, most recent item last; the result is [B, k] item ids in rank
+    order, -1 where fewer than k valid items could be produced.
+    """
+
+    name: str
+
+    def recommend(self, histories: np.ndarray, k: int) -> np.ndarray: ...
+
+
+def evaluate(recommender: Recommender, split: LeaveOneOut, stage: Stage, *, max_history: int = 50,
+             ks: Sequence[int] = DEFAULT_KS, batch_size: int = 1024, users: np.ndarray | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Rank the whole catalogue for each split user (or the subset `users`) and compute the metrics."""
+    histories = split.histories(stage, max_history)
+    targets = split.targets(stage)
+    if users is not None:
+        histories, targets = histories[users], targets[users]
+    k = max(ks)
+    batches = range(0, len(targets), batch_size)
+    ranked = [np.asarray(recommender.recommend(histories[i:i + batch_size], k))
+              for i in tqdm(batches, desc=f"{recommender.name} {stage}", disable=not progress, unit="batch")]
+    return ranking_metrics(np.concatenate(ranked), targets, split.dataset.num_items, ks)

@@ -1,0 +1,65 @@
+"""`jaxrec run`: data -> leave-one-out split -> each configured model -> the common evaluator -> metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from jaxrec.config import config_hash
+from jaxrec.data.sources import load_dataset
+from jaxrec.data.splits import leave_one_out
+from jaxrec.eval.evaluator import evaluate
+from jaxrec.models.registry import build
+
+logger = logging.getLogger(__name__)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Run every model in `config.models`; write config.json, data_report.json and metrics.json to `workdir`."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(
+        {"config": config.to_dict(), "config_hash": config_hash(config)}, indent=2, default=str))
+    started = time.perf_counter()
+    data = config.data
+    dataset = load_dataset(data.source, data.get("path") or None, **data.get("options", {}).to_dict())
+    split = leave_one_out(dataset, on_short=data.get("on_short", "drop"))
+    stats = dataset.stats()
+    (workdir / "data_report.json").write_text(json.dumps(
+        {"stats": stats, "split": split.report, "seconds": time.perf_counter() - started}, indent=2, default=str))
+    _log(f"data: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions "
+         f"({split.report['users_dropped_too_short']} users too short for the split)")
+
+    ev = config.eval
+    metrics: dict[str, Any] = {}
+    for name, model_config in config.models.items():
+        started = time.perf_counter()
+        recommender = build(model_config.family, model_config, split, workdir / name)
+        fit_seconds = time.perf_counter() - started
+        result: dict[str, Any] = {}
+        for stage in ("validation", "test"):
+            result[stage] = evaluate(recommender, split, stage, max_history=ev.max_history, ks=tuple(ev.ks),
+                                     batch_size=ev.batch_size)
+        if ev.get("cold_start", False):
+            cold = split.cold_start_users("test")
+            if len(cold):
+                result["test_cold_start"] = evaluate(recommender, split, "test", max_history=ev.max_history,
+                                                     ks=tuple(ev.ks), batch_size=ev.batch_size, users=cold)
+        result["seconds"] = {"fit": fit_seconds, "total": time.perf_counter() - started}
+        metrics[name] = result
+        _log(f"{name}: validation recall@10={result['validation'].get('recall@10', float('nan')):.4f}  "
+             f"test recall@10={result['test'].get('recall@10', float('nan')):.4f} "
+             f"ndcg@10={result['test'].get('ndcg@10', float('nan')):.4f}")
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _log(f"wrote {workdir / 'metrics.json'}")
+    return metrics
+
+
+def _log(message: str) -> None:
+    logger.info(message)
+    print(f"[jaxrec] {message}", flush=True)
