@@ -22,8 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    import logging
+
     from jaxrec.config import ConfigError
     from jaxrec.data.types import DataError
+
+    logging.basicConfig(level=logging.INFO, format="[jaxrec] %(message)s", stream=sys.stderr)
 
     try:
         return args.handler(args, extra)

@@ -32,7 +32,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     stats = dataset.stats()
     (workdir / "data_report.json").write_text(json.dumps(
         {"stats": stats, "split": split.report, "seconds": time.perf_counter() - started}, indent=2, default=str))
-    _log(f"data: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions "
+    logger.info(f"data: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions "
          f"({split.report['users_dropped_too_short']} users too short for the split)")
 
     ev = config.eval
@@ -52,14 +52,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
                                                      ks=tuple(ev.ks), batch_size=ev.batch_size, users=cold)
         result["seconds"] = {"fit": fit_seconds, "total": time.perf_counter() - started}
         metrics[name] = result
-        _log(f"{name}: validation recall@10={result['validation'].get('recall@10', float('nan')):.4f}  "
+        logger.info(f"{name}: validation recall@10={result['validation'].get('recall@10', float('nan')):.4f}  "
              f"test recall@10={result['test'].get('recall@10', float('nan')):.4f} "
              f"ndcg@10={result['test'].get('ndcg@10', float('nan')):.4f}")
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _log(f"wrote {workdir / 'metrics.json'}")
+    logger.info(f"wrote {workdir / 'metrics.json'}")
     return metrics
-
-
-def _log(message: str) -> None:
-    logger.info(message)
-    print(f"[jaxrec] {message}", flush=True)
