@@ -3,6 +3,7 @@
   jaxrec data stats <folder | source:folder | synthetic[:k=v,...]>
   jaxrec data download amazon2014 --category Beauty --out DIR
   jaxrec data download movielens --variant ml-1m --out DIR
+  jaxrec data tfds-build beauty_p5 --data-dir DIR --manual-dir ../shared/data/amazon-beauty-2014
   jaxrec run --config configs/<name>.py --workdir DIR [--config.a.b=value ...]
 
 Data and config errors print one clear line (file, line or field, and what was expected) and exit with status 2.
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--out", required=True, help="folder to write the files to")
     download.add_argument("--base-url", default=None, help="mirror to download from instead of the official site")
     download.set_defaults(handler=_data_download)
+    tfds_build = data_commands.add_parser("tfds-build", help="write a source as a TFDS ArrayRecord dataset")
+    tfds_build.add_argument("config", help="builder config: beauty_p5, sports_p5, toys_p5, amazon2014_<category>, "
+                            "movielens_1m, movielens_100k, synthetic")
+    tfds_build.add_argument("--data-dir", required=True, help="TFDS data_dir to write to")
+    tfds_build.add_argument("--manual-dir", default=None, help="folder holding the user-downloaded files")
+    tfds_build.set_defaults(handler=_data_tfds_build)
 
     run = commands.add_parser("run", help="run a configured pipeline; extra --config.a.b=value override fields")
     run.add_argument("--config", required=True, help="path to a configs/<name>.py file")
@@ -78,6 +85,13 @@ def _data_download(args: argparse.Namespace, extra: list[str]) -> int:
         paths = download.download_movielens(args.variant, args.out, **kwargs)
     for path in paths:
         print(path)
+    return 0
+
+
+def _data_tfds_build(args: argparse.Namespace, extra: list[str]) -> int:
+    from jaxrec.data import tfds_builders
+
+    print(tfds_builders.build(args.config, args.data_dir, args.manual_dir))
     return 0
 
 
