@@ -48,9 +48,11 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         *parents, leaf = dotted.split(".")
         node = config
         for index, key in enumerate(parents):
-            if key not in node:
+            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
                 raise ConfigError(f"--config.{dotted}: no field {'.'.join(parents[:index + 1])!r} in the config")
             node = node[key]
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise ConfigError(f"--config.{dotted}: {'.'.join(parents)!r} is a value, not a group of fields")
         if leaf not in node:
             raise ConfigError(f"--config.{dotted}: no field {dotted!r} in the config "
                               f"(fields here: {', '.join(sorted(node.keys()))})")

@@ -30,9 +30,10 @@ def read_p5(path: str | Path, name: str | None = None) -> Dataset:
     user_numbers, offsets, items = _read_sequences(folder / "sequences.txt", catalog.num_items)
     if datamaps is not None:
         id2user = datamaps.get("id2user", {})
-        missing = [u for u in user_numbers[:5] if str(u) not in id2user]
+        missing = [u for u in user_numbers if str(u) not in id2user]
         if id2user and missing:
-            raise DataError(f"{folder / 'datamaps.json'}: id2user has no entry for user id {missing[0]}")
+            raise DataError(f"{folder / 'datamaps.json'}: id2user has no entry for user id {missing[0]} "
+                            f"({len(missing)} of {len(user_numbers)} users missing)")
         user_ids = tuple(id2user.get(str(u), str(u)) for u in user_numbers)
     else:
         user_ids = tuple(str(u) for u in user_numbers)
@@ -114,7 +115,7 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
 
     titles = text_field("title")
     raw_titles = [r.get("title") for r in records]
-    report["titles_html_unescaped"] = sum(t is not None and html.unescape(t) != t for t in raw_titles)
+    report["titles_html_unescaped"] = sum(t is not None and _unescape(t) != t for t in raw_titles)
     report["items_without_title"] = sum(t is None for t in (titles or [None] * len(records)))
     categories = None
     if any("categories" in r for r in records):
@@ -134,8 +135,18 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
 def _clean_text(value: Any) -> str | None:
     if value is None:
         return None
-    text = html.unescape(str(value)).strip()
+    text = _unescape(str(value)).strip()
     return text or None
+
+
+def _unescape(text: str) -> str:
+    """HTML-unescape to a fixed point: some titles are escaped twice (`&amp;#8482;`)."""
+    for _ in range(3):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    return text
 
 
 def _categories(value: Any, path: Path, line_no: int) -> tuple[tuple[str, ...], ...] | None:
@@ -143,7 +154,7 @@ def _categories(value: Any, path: Path, line_no: int) -> tuple[tuple[str, ...], 
         return None
     if not isinstance(value, list) or not all(isinstance(p, list) for p in value):
         raise DataError(f"{path}:{line_no}: 'categories' must be a list of category paths (lists of strings)")
-    return tuple(tuple(html.unescape(str(c)) for c in p) for p in value)
+    return tuple(tuple(_unescape(str(c)) for c in p) for p in value)
 
 
 def _read_datamaps(path: Path, catalog: Catalog) -> dict[str, Any] | None:

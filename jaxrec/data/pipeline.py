@@ -14,6 +14,7 @@ entry is gathered with one numpy take per column, so there are no per-example Py
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import grain
@@ -32,7 +33,7 @@ def example_batches(columns: Mapping[str, np.ndarray], *, batch_size: int, seed:
 
     `batch_size` is per process. `padded` names left-padded [N, L] columns that bucketing trims from the left
     (buckets are chosen by the first of them); `bucket_lengths` (the largest >= L) enables it. Without
-    `drop_remainder`, a final partial batch is split as evenly as possible across processes. `num_epochs=None`
+    `drop_remainder` (one process only), each bucket's final partial batch is kept. `num_epochs=None`
     repeats forever. The shard defaults to this JAX process (`jax.process_index()` of `jax.process_count()`).
     """
     lengths = {name: len(array) for name, array in columns.items()}
@@ -40,6 +41,9 @@ def example_batches(columns: Mapping[str, np.ndarray], *, batch_size: int, seed:
         raise ValueError(f"columns must have equal length, got {lengths}")
     num_examples = next(iter(lengths.values()))
     shard_index, shard_count = _shard(shard_index, shard_count)
+    if shard_count > 1 and not drop_remainder:
+        raise ValueError("several processes need drop_remainder=True: every process must see the same batch "
+                         "shape at every step")
     if num_examples < shard_count * (batch_size if drop_remainder else 1):
         raise ValueError(f"{num_examples} examples cannot fill one batch of {batch_size} on each of "
                          f"{shard_count} processes")
@@ -55,12 +59,14 @@ def example_batches(columns: Mapping[str, np.ndarray], *, batch_size: int, seed:
         padded_lengths = (np.asarray(columns[padded[0]]) != PAD_ITEM).sum(axis=1)
     plan = _BatchPlan(num_examples, batch_size * shard_count, seed, shuffle, drop_remainder,
                       padded_lengths, tuple(sorted(bucket_lengths or ())))
+    if not plan.batches_per_epoch:
+        raise ValueError(f"no length bucket holds a full batch of {batch_size * shard_count} examples "
+                         f"(bucket sizes {[len(g) for g in plan.groups]}); use fewer buckets or smaller batches")
     shard = slice(shard_index * batch_size, (shard_index + 1) * batch_size)
 
     def gather(step: int, _: int) -> Batch:
         index, length = plan.batch(step)
-        local = index[shard] if len(index) == batch_size * shard_count else np.array_split(
-            index, shard_count)[shard_index]
+        local = index[shard]
         batch = {name: np.take(array, local, axis=0) for name, array in columns.items()}
         for name in padded if length else ():
             batch[name] = batch[name][:, batch[name].shape[1] - min(length, batch[name].shape[1]):]
@@ -86,13 +92,15 @@ class _BatchPlan:
         sizes = [len(g) // global_batch if drop_remainder else -(-len(g) // global_batch) for g in self.groups]
         self.batches_per_epoch = sum(sizes)
         self._epoch, self._batches = -1, []
+        self._lock = threading.Lock()  # grain may call from several threads
 
     def batch(self, step: int) -> tuple[np.ndarray, int]:
         """(global example indices, bucket length or 0) of global step `step`."""
         epoch, within = divmod(step, self.batches_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._batches = epoch, self._plan(epoch)
-        return self._batches[within]
+        with self._lock:
+            if epoch != self._epoch:
+                self._epoch, self._batches = epoch, self._plan(epoch)
+            return self._batches[within]
 
     def _plan(self, epoch: int) -> list[tuple[np.ndarray, int]]:
         rng = np.random.default_rng((self.seed, epoch))

@@ -49,6 +49,10 @@ class LeaveOneOut:
         history_ends = self.ends - (2 if stage == "validation" else 1)
         return _windows(self.dataset.items, self.starts, history_ends, max_length)
 
+    def train_sequences(self, max_length: int) -> np.ndarray:
+        """[U, max_length] left-padded training parts (most recent `max_length` training items per user)."""
+        return _windows(self.dataset.items, self.starts, self.train_ends, max_length)
+
     def train_items(self) -> np.ndarray:
         """All training-part interactions (item ids), concatenated over users."""
         mask = np.zeros(len(self.dataset.items) + 1, dtype=np.int64)

@@ -133,6 +133,19 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:
 
 
 def _validate(config: SyntheticConfig) -> None:
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        expected = int if field.type in ("int", int) else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (expected is int
+                                                                                and not isinstance(value, int)):
+            raise DataError(f"synthetic: option {field.name} must be {expected.__name__}, got {value!r}")
+    for field in ("num_clusters", "brands_per_department", "successors"):
+        if getattr(config, field) < 1:
+            raise DataError(f"synthetic: {field} must be >= 1, got {getattr(config, field)}")
+    max_brands = sum(len(_BRAND_SYLLABLES) ** n for n in (2, 3))
+    if config.brands_per_department * len(_TAXONOMY) > max_brands:
+        raise DataError(f"synthetic: brands_per_department={config.brands_per_department} needs more than the "
+                        f"{max_brands} distinct brand names that can be made")
     if config.num_users < 1 or config.num_items < 2:
         raise DataError(f"synthetic: need num_users >= 1 and num_items >= 2, got {config.num_users}, "
                         f"{config.num_items}")

@@ -32,6 +32,8 @@ def evaluate(recommender: Recommender, split: LeaveOneOut, stage: Stage, *, max_
     targets = split.targets(stage)
     if users is not None:
         histories, targets = histories[users], targets[users]
+    if not len(targets):
+        raise ValueError(f"no users to evaluate for {stage}")
     k = max(ks)
     batches = range(0, len(targets), batch_size)
     ranked = [np.asarray(recommender.recommend(histories[i:i + batch_size], k))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxrec.data.splits import LeaveOneOut
+from jaxrec.data.types import INVALID_ITEM
 
 
 class Popularity:
@@ -25,11 +26,17 @@ class Popularity:
         return cls(counts, exclude_history)
 
     def recommend(self, histories: np.ndarray, k: int) -> np.ndarray:
+        """[B, k] most popular items; -1 fills the slots a small catalogue cannot."""
         histories = np.asarray(histories)
-        if not self.exclude_history:
-            return np.broadcast_to(self.order[:k], (len(histories), k)).copy()
-        # A history blocks at most L candidates, so the first k + L always hold k unblocked ones.
-        candidates = self.order[: k + histories.shape[1]]
-        blocked = (candidates[None, :, None] == histories[:, None, :]).any(axis=2)
-        unblocked_first = np.argsort(blocked, axis=1, kind="stable")
-        return candidates[unblocked_first[:, :k]]
+        # A history blocks at most L candidates, so the first k + L hold k unblocked ones when the catalogue can.
+        candidates = self.order[: k + (histories.shape[1] if self.exclude_history else 0)]
+        ranked = np.broadcast_to(candidates, (len(histories), len(candidates)))
+        if self.exclude_history:
+            blocked = (candidates[None, :, None] == histories[:, None, :]).any(axis=2)
+            unblocked_first = np.argsort(blocked, axis=1, kind="stable")
+            ranked = np.where(np.take_along_axis(blocked, unblocked_first, axis=1), INVALID_ITEM,
+                              candidates[unblocked_first])
+        result = np.full((len(histories), k), INVALID_ITEM, dtype=np.int32)
+        width = min(k, ranked.shape[1])
+        result[:, :width] = ranked[:, :width]
+        return result
