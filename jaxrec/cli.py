@@ -28,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxrec.config import ConfigError
     from jaxrec.data.types import DataError
 
-    logging.basicConfig(level=logging.INFO, format="[jaxrec] %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", stream=sys.stderr)
+    logging.getLogger("jaxrec").setLevel(logging.INFO)  # our progress; libraries (orbax, absl) stay quiet
 
     try:
         return args.handler(args, extra)

@@ -14,6 +14,7 @@ entry is gathered with one numpy take per column, so there are no per-example Py
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -28,8 +29,8 @@ Batch = dict[str, np.ndarray]
 def example_batches(columns: Mapping[str, np.ndarray], *, batch_size: int, seed: int, num_epochs: int | None = 1,
                     shuffle: bool = True, drop_remainder: bool = True, padded: Sequence[str] = ("history",),
                     bucket_lengths: Sequence[int] | None = None, shard_index: int | None = None,
-                    shard_count: int | None = None) -> grain.IterDataset:
-    """Batches of `columns` (equal-length arrays keyed by name) as a grain `IterDataset`.
+                    shard_count: int | None = None) -> ExampleBatches:
+    """Batches of `columns` (equal-length arrays keyed by name); iterate it for a checkpointable grain iterator.
 
     `batch_size` is per process. `padded` names left-padded [N, L] columns that bucketing trims from the left
     (buckets are chosen by the first of them); `bucket_lengths` (the largest >= L) enables it. Without
@@ -73,7 +74,18 @@ def example_batches(columns: Mapping[str, np.ndarray], *, batch_size: int, seed:
         return batch
 
     steps = grain.MapDataset.range(plan.batches_per_epoch).repeat(num_epochs, reseed_each_epoch=False)
-    return steps.map_with_index(gather).to_iter_dataset()
+    return ExampleBatches(steps.map_with_index(gather).to_iter_dataset(), plan.batches_per_epoch)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleBatches:
+    """A grain `IterDataset` of batches plus how many batches make one epoch (for epoch-based schedules)."""
+
+    dataset: grain.IterDataset
+    batches_per_epoch: int
+
+    def __iter__(self) -> grain.DatasetIterator:
+        return iter(self.dataset)
 
 
 class _BatchPlan:

@@ -6,6 +6,8 @@ evaluator never special-case a model.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +25,18 @@ def _popularity(config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: 
     return Popularity.fit(split, exclude_history=config.get("exclude_history", False))
 
 
-FAMILIES: dict[str, Builder] = {"popularity": _popularity}
+def _sasrec(config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path) -> Recommender:
+    from jaxrec.models import sasrec
+    from jaxrec.train.trainer import Trainer
+
+    model_config = sasrec.SASRecConfig(num_items=split.dataset.num_items, **config.model.to_dict())
+    trainer = Trainer(sasrec.family(model_config), config.train, workdir)
+    result = trainer.fit(split)
+    (workdir / "fit.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    return trainer.recommender(trainer.best_params)
+
+
+FAMILIES: dict[str, Builder] = {"popularity": _popularity, "sasrec": _sasrec}
 
 
 def build(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path) -> Recommender:

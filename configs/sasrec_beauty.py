@@ -1,0 +1,28 @@
+"""SASRec (full-softmax CE) on Amazon Beauty 2014: the trainer issue's reference run (2-core CPU, <= 20 min).
+
+The data folder is configuration: --config.data.path=/path/to/amazon-beauty-2014
+"""
+
+import ml_collections
+
+from jaxrec.train.defaults import train_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.data = ml_collections.ConfigDict({"source": "p5", "path": "../shared/data/amazon-beauty-2014",
+                                             "on_short": "error", "options": {}})
+    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50, "batch_size": 4096,
+                                             "cold_start": True})
+    config.models = ml_collections.ConfigDict({
+        "popularity": {"family": "popularity", "exclude_history": False},
+        "sasrec": {
+            "family": "sasrec",
+            "model": {"max_length": 50, "hidden": 64, "num_layers": 2, "num_heads": 2, "ffn_hidden": 256,
+                      "dropout": 0.5, "attention_dropout": 0.5, "loss": "ce", "dtype": "float32"},
+            "train": train_config(batch_size=128, num_epochs=24, bucket_lengths=(8, 16, 32, 51),
+                                  eval_batch_size=4096, early_stopping={"metric": "ndcg@10", "patience": 4},
+                                  log_every_steps=100).to_dict(),
+        },
+    })
+    return config

@@ -1,0 +1,24 @@
+"""SASRec (full-softmax CE) on the embedded synthetic store: small and fast on a CPU."""
+
+import ml_collections
+
+from jaxrec.train.defaults import train_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.data = ml_collections.ConfigDict({"source": "synthetic", "path": "", "on_short": "drop",
+                                             "options": {"num_users": 3000, "num_items": 1200, "seed": 0}})
+    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50, "batch_size": 1024,
+                                             "cold_start": True})
+    config.models = ml_collections.ConfigDict({"sasrec": sasrec_model(num_epochs=20)})
+    return config
+
+
+def sasrec_model(**train_overrides) -> dict:
+    return {
+        "family": "sasrec",
+        "model": {"max_length": 50, "hidden": 64, "num_layers": 2, "num_heads": 2, "ffn_hidden": 256,
+                  "dropout": 0.2, "attention_dropout": 0.2, "loss": "ce", "dtype": "float32"},
+        "train": train_config(batch_size=128, bucket_lengths=(8, 16, 32, 51), **train_overrides).to_dict(),
+    }

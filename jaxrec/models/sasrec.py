@@ -1,0 +1,139 @@
+"""SASRec (Kang & McAuley 2018): causal self-attention over item embeddings, tied output embedding.
+
+Training data are the users' training parts as left-padded sequences [B, L + 1]; every position predicts the next
+item. Losses:
+  * "ce": full-softmax cross-entropy over the whole catalogue at every position (the strong variant that independent
+    re-runs report at Beauty Recall@10 ~ 0.086-0.090);
+  * "bce": the original one-negative binary cross-entropy (one uniformly sampled negative per position).
+Blocks are pre-LayerNorm with a final LayerNorm (stable at depth); positions are learned and right-aligned, so the
+most recent item always has the same position embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxrec.data.splits import LeaveOneOut
+from jaxrec.data.types import PAD_ITEM
+from jaxrec.nn.layers import Attention, Embed, FeedForward, LayerNorm, causal_padding_mask
+from jaxrec.train.trainer import ModelFamily
+
+
+@dataclasses.dataclass(frozen=True)
+class SASRecConfig:
+    num_items: int
+    max_length: int = 50
+    hidden: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    ffn_hidden: int = 256
+    dropout: float = 0.2
+    attention_dropout: float = 0.2
+    loss: str = "ce"  # "ce" | "bce"
+    dtype: str = "float32"  # compute dtype; weights stay float32
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("ce", "bce"):
+            raise ValueError(f"SASRec loss must be 'ce' or 'bce', got {self.loss!r}")
+        if self.hidden % self.num_heads:
+            raise ValueError(f"hidden {self.hidden} is not divisible by num_heads {self.num_heads}")
+
+
+class Block(nnx.Module):
+    def __init__(self, config: SASRecConfig, dtype, rngs: nnx.Rngs):
+        h = config.hidden
+        self.norm1 = LayerNorm(h, dtype=dtype, rngs=rngs)
+        self.attention = Attention(h, config.num_heads, h // config.num_heads, dropout=config.attention_dropout,
+                                   dtype=dtype, rngs=rngs)
+        self.norm2 = LayerNorm(h, dtype=dtype, rngs=rngs)
+        self.ffn = FeedForward(h, config.ffn_hidden, activation="gelu", dropout=config.dropout, dtype=dtype,
+                               rngs=rngs)
+        self.dropout = nnx.Dropout(config.dropout)
+
+    def __call__(self, x, mask, *, deterministic: bool, rngs: nnx.Rngs | None):
+        kw = dict(deterministic=deterministic, rngs=rngs)
+        x = x + self.dropout(self.attention(self.norm1(x), mask, **kw), **kw)
+        return x + self.dropout(self.ffn(self.norm2(x), **kw), **kw)
+
+
+class SASRec(nnx.Module):
+    def __init__(self, config: SASRecConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        dtype = jnp.dtype(config.dtype)
+        self.items = Embed(config.num_items + 1, config.hidden, dtype=dtype, rngs=rngs)
+        self.positions = Embed(config.max_length, config.hidden, dtype=dtype, names=(None, "embed"), rngs=rngs)
+        self.blocks = nnx.List([Block(config, dtype, rngs) for _ in range(config.num_layers)])
+        self.final_norm = LayerNorm(config.hidden, dtype=dtype, rngs=rngs)
+        self.dropout = nnx.Dropout(config.dropout)
+
+    def __call__(self, tokens: jax.Array, *, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """[B, L] left-padded item ids -> [B, L, hidden] states (position i summarises items up to i)."""
+        length = tokens.shape[1]
+        if length > self.config.max_length:
+            raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")
+        positions = jnp.arange(self.config.max_length - length, self.config.max_length)
+        x = self.items(tokens) * jnp.sqrt(self.config.hidden).astype(self.items.dtype) + self.positions(positions)
+        x = self.dropout(x, deterministic=deterministic, rngs=rngs)
+        x = jnp.where((tokens != PAD_ITEM)[..., None], x, 0)
+        mask = causal_padding_mask(tokens)
+        for block in self.blocks:
+            x = block(x, mask, deterministic=deterministic, rngs=rngs)
+        return self.final_norm(x)
+
+    def scores(self, states: jax.Array) -> jax.Array:
+        """Tied-embedding logits over item ids 0..N (column 0, padding, is never a valid answer)."""
+        logits = self.items.attend(states).astype(jnp.float32)
+        return logits.at[..., PAD_ITEM].set(-jnp.inf)
+
+
+def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean next-item loss over the real (non-padding) positions of `batch["sequence"]` [B, L + 1]."""
+    sequence = batch["sequence"]
+    inputs, targets = sequence[:, :-1], sequence[:, 1:]
+    weight = ((inputs != PAD_ITEM) & (targets != PAD_ITEM)).astype(jnp.float32)
+    dropout_rng, negative_rng = jax.random.split(rng)
+    states = model(inputs, deterministic=False, rngs=nnx.Rngs(dropout=dropout_rng))
+    if model.config.loss == "ce":
+        logits = model.scores(states)
+        log_z = jax.nn.logsumexp(logits, axis=-1)
+        target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        per_position = log_z - target_logit
+    else:
+        negatives = jax.random.randint(negative_rng, targets.shape, 1, model.config.num_items + 1)
+        table = model.items.embedding[...]
+        pos = jnp.einsum("bld,bld->bl", states.astype(jnp.float32), table[targets].astype(jnp.float32))
+        neg = jnp.einsum("bld,bld->bl", states.astype(jnp.float32), table[negatives].astype(jnp.float32))
+        per_position = -jax.nn.log_sigmoid(pos) - jax.nn.log_sigmoid(-neg)
+    denominator = jnp.maximum(weight.sum(), 1.0)
+    loss = (per_position * weight).sum() / denominator
+    return loss, {"positions": weight.sum()}
+
+
+def recommend(model: SASRec, histories: jax.Array, k: int) -> jax.Array:
+    """Top-k item ids for left-padded histories [B, L] from the last position's state."""
+    states = model(histories[:, -model.config.max_length:], deterministic=True)
+    _, ids = jax.lax.top_k(model.scores(states[:, -1]), k)
+    return ids.astype(jnp.int32)
+
+
+def training_columns(split: LeaveOneOut, max_length: int) -> dict[str, np.ndarray]:
+    """Each user's training part as one left-padded [U, max_length + 1] sequence (inputs + shifted targets)."""
+    return {"sequence": split.train_sequences(max_length + 1)}
+
+
+
+def family(config: SASRecConfig) -> ModelFamily:
+    """SASRec as the trainer sees it."""
+    return ModelFamily(
+        name="sasrec",
+        create=lambda rngs: SASRec(config, rngs=rngs),
+        loss=loss_fn,
+        recommend=recommend,
+        training_columns=lambda split: training_columns(split, config.max_length),
+        padded_columns=("sequence",),
+        history_length=config.max_length,
+    )

@@ -1,0 +1,135 @@
+"""Shared NNX layers with logical-axis sharding annotations.
+
+Every weight carries logical axis names (`out_sharding` metadata) so that, inside
+`jaxrec.train.mesh.sharding_context`, it is born sharded as the rules table says. Weights are stored in `param_dtype`
+(fp32 master weights) and cast to the compute `dtype` at use, so bf16 compute needs no second copy of the model.
+Randomness (dropout) is passed at call time as `rngs`, keeping modules free of RNG state and train steps pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Names = tuple[str | None, ...]
+
+
+def _param(rngs: nnx.Rngs, init, shape: Sequence[int], names: Names, dtype) -> nnx.Param:
+    """A parameter annotated with logical axis names; sharded at creation when a mesh is active (jax.set_mesh),
+    plain otherwise, so models also build on a laptop with no mesh."""
+    mesh_active = not jax.sharding.get_abstract_mesh().empty
+    return nnx.Param(init(rngs.params(), tuple(shape), dtype), out_sharding=names, eager_sharding=mesh_active)
+
+
+class Dense(nnx.Module):
+    """y = x @ W (+ b) over the last `len(in_shape)` input axes into `out_shape`, via einsum.
+
+    Multi-axis shapes let attention keep heads as their own (shardable) axis: e.g. in (embed,) -> out (heads, kv).
+    """
+
+    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], names: Names, *, use_bias: bool = True,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.in_shape, self.out_shape, self.dtype = tuple(in_shape), tuple(out_shape), dtype
+        # LeCun normal with fan-in over every input axis (equal to lecun_normal for a 2-D kernel).
+        kernel_init = nnx.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal", in_axis=tuple(range(len(in_shape))),
+            out_axis=tuple(range(len(in_shape), len(in_shape) + len(out_shape))))
+        self.kernel = _param(rngs, kernel_init, (*in_shape, *out_shape), names, param_dtype)
+        self.bias = _param(rngs, nnx.initializers.zeros_init(), out_shape, names[len(in_shape):], param_dtype) \
+            if use_bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n_in = len(self.in_shape)
+        letters = "abcdefghij"
+        batch = "xyzuvw"[: x.ndim - n_in]
+        ins, outs = letters[:n_in], letters[n_in:n_in + len(self.out_shape)]
+        y = jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x.astype(self.dtype),
+                       self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis, statistics in fp32."""
+
+    def __init__(self, dim: int, *, epsilon: float = 1e-6, dtype=jnp.float32, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        self.epsilon, self.dtype = epsilon, dtype
+        self.scale = _param(rngs, nnx.initializers.ones_init(), (dim,), ("embed",), param_dtype)
+        self.bias = _param(rngs, nnx.initializers.zeros_init(), (dim,), ("embed",), param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = x32.mean(-1, keepdims=True)
+        var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
+        return y.astype(self.dtype)
+
+
+class Embed(nnx.Module):
+    """Embedding table [num, dim] sharded as ('vocab', 'embed'); `attend` gives tied output logits."""
+
+    def __init__(self, num: int, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32, stddev: float = 0.02,
+                 names: Names = ("vocab", "embed"), rngs: nnx.Rngs):
+        self.dtype = dtype
+        self.embedding = _param(rngs, nnx.initializers.normal(stddev), (num, dim), names, param_dtype)
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        return jnp.einsum("...d,nd->...n", x.astype(self.dtype), self.embedding[...].astype(self.dtype))
+
+
+class FeedForward(nnx.Module):
+    """Position-wise MLP: Dense(embed->mlp), activation, dropout, Dense(mlp->embed)."""
+
+    def __init__(self, dim: int, hidden: int, *, activation: str = "gelu", dropout: float = 0.0, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.up = Dense((dim,), (hidden,), ("embed", "mlp"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.down = Dense((hidden,), (dim,), ("mlp", "embed"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.activation = {"gelu": jax.nn.gelu, "relu": jax.nn.relu}[activation]
+        self.dropout = nnx.Dropout(dropout)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None = None) -> jax.Array:
+        h = self.dropout(self.activation(self.up(x)), deterministic=deterministic, rngs=rngs)
+        return self.down(h)
+
+
+class Attention(nnx.Module):
+    """Multi-head self-attention with heads as a shardable axis; `mask` is [B, 1|H, Q, K] boolean (True = attend)."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, *, dropout: float = 0.0, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.query = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), **kw)
+        # No key bias: it shifts every score of a query by the same q.b, which softmax cancels, so its gradient is
+        # mathematically zero and in practice pure rounding noise that Adam would turn into lr-sized random steps.
+        self.key = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), use_bias=False, **kw)
+        self.value = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), **kw)
+        self.out = Dense((num_heads, head_dim), (dim,), ("heads", "kv", "embed"), **kw)
+        self.dropout = nnx.Dropout(dropout)
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool,
+                 rngs: nnx.Rngs | None = None) -> jax.Array:
+        q, k, v = self.query(x), self.key(x), self.value(x)  # [B, L, H, D]
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
+        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        weights = self.dropout(weights, deterministic=deterministic, rngs=rngs)
+        return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, v))
+
+
+def causal_padding_mask(tokens: jax.Array, pad: int = 0) -> jax.Array:
+    """[B, 1, L, L]: query i attends to keys j <= i that are not padding (a padded query attends to itself)."""
+    length = tokens.shape[1]
+    causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+    valid = tokens != pad
+    mask = causal[None, :, :] & valid[:, None, :]
+    mask = mask | jnp.eye(length, dtype=bool)[None]  # keeps softmax finite on all-padding rows
+    return mask[:, None, :, :]

@@ -1,0 +1,33 @@
+"""Default trainer settings; configs start from `train_config()` and override what they need."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def train_config(**overrides) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict({
+        "seed": 0,
+        "batch_size": 128,  # global, across all processes
+        "num_epochs": 50,
+        "num_steps": 0,  # > 0 overrides num_epochs
+        "grad_accum": 1,
+        "compute_dtype": "float32",  # "bfloat16": bf16 compute, fp32 master weights
+        "bucket_lengths": (),  # length buckets for padded columns, e.g. (8, 16, 32, 51)
+        "optimizer": {"name": "adamw", "learning_rate": 1e-3, "b1": 0.9, "b2": 0.98, "eps": 1e-8,
+                      "weight_decay": 0.0, "clip_norm": 1.0, "schedule": "constant", "warmup_steps": 0,
+                      "end_lr_ratio": 0.0},
+        "mesh": {"data": -1, "fsdp": 1, "tensor": 1},
+        "eval_every_steps": 0,  # 0: once per epoch
+        "eval_ks": (1, 5, 10, 20),
+        "eval_batch_size": 1024,
+        "early_stopping": {"metric": "ndcg@10", "patience": 5},
+        "log_every_steps": 50,
+        "checkpoint_every_steps": 0,
+        "keep_checkpoints": 2,
+        "async_checkpointing": True,
+        "tensorboard": True,
+        "progress": True,
+    })
+    config.update(overrides)
+    return config

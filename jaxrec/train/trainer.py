@@ -1,0 +1,314 @@
+"""The one model-agnostic trainer: pure jitted train step on a mesh, validation, early stopping, checkpoints.
+
+A model family plugs in through `ModelFamily`: how to create the NNX module, its loss, its `recommend`, and the
+training columns it reads from the split. The trainer owns everything else:
+
+    train_step(state, batch) -> (state, metrics)      # pure; jax.jit with in/out shardings and state donation
+
+`TrainState` holds (step, params, opt_state, rng, nonfinite). Dropout keys are `fold_in(rng, step)`, so a resumed
+run draws exactly the keys an uninterrupted one would. The grain iterator's state is saved with each checkpoint,
+so resumed data order is exact as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from jaxrec.data.pipeline import example_batches
+from jaxrec.data.splits import LeaveOneOut
+from jaxrec.eval.evaluator import evaluate
+from jaxrec.train.checkpoint import Checkpointer
+from jaxrec.train.mesh import (DEFAULT_RULES, batch_sharding, data_parallel_size, make_mesh, shard_batch,
+                               sharding_context)
+from jaxrec.train.optim import make_optimizer
+from jaxrec.train.writers import MetricWriter
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, jax.Array]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """What a model provides to the trainer."""
+
+    name: str
+    create: Callable[[nnx.Rngs], nnx.Module]
+    loss: Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+    recommend: Callable[[nnx.Module, jax.Array, int], jax.Array]
+    training_columns: Callable[[LeaveOneOut], dict[str, np.ndarray]]
+    padded_columns: tuple[str, ...] = ()
+    history_length: int = 50  # histories handed to recommend at evaluation
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: nnx.State
+    opt_state: optax.OptState
+    rng: jax.Array  # raw key data (uint32), so orbax can save it
+    nonfinite: jax.Array  # True once any step since the start saw a NaN/Inf loss
+
+
+@dataclasses.dataclass
+class FitResult:
+    best_step: int
+    best_metric: float
+    validation: dict[str, float]
+    test: dict[str, float]
+    steps: int
+    train_seconds: float  # the training loop, validation included
+    eval_seconds: float  # periodic validation inside the loop
+    stopped_early: bool
+    history: list[dict[str, float]]
+
+
+class Trainer:
+    def __init__(self, family: ModelFamily, config: ml_collections.ConfigDict, workdir: str | Path,
+                 mesh: jax.sharding.Mesh | None = None):
+        self.family, self.config, self.workdir = family, config, Path(workdir)
+        self.mesh = mesh or make_mesh(config.get("mesh", ml_collections.ConfigDict()).to_dict() or None)
+        if config.batch_size % data_parallel_size(self.mesh):
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by the data-parallel size "
+                             f"{data_parallel_size(self.mesh)} of mesh {dict(self.mesh.shape)}")
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------------------------------------ state
+    def init_state(self, total_steps: int) -> TrainState:
+        """Parameters and optimizer state created directly sharded (inside jit, under the mesh)."""
+        self.tx, self.schedule = make_optimizer(self.config.optimizer, total_steps)
+        seed = self.config.seed
+
+        def create() -> TrainState:
+            model = self.family.create(nnx.Rngs(params=seed))
+            graphdef, params = nnx.split(model, nnx.Param)
+            self._graphdef = graphdef
+            return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params),
+                              jax.random.key_data(jax.random.key(seed + 1)), jnp.zeros((), bool))
+
+        with sharding_context(self.mesh, self.config.get("rules", None) or DEFAULT_RULES):
+            abstract = nnx.eval_shape(create)
+            state = jax.jit(create, out_shardings=jax.tree.map(_sharding_of(self.mesh), abstract))()
+        self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
+        self._compile_steps()
+        return state
+
+    def _compile_steps(self) -> None:
+        graphdef, family, tx, accumulation = self._graphdef, self.family, self.tx, self.config.get("grad_accum", 1)
+        compute_dtype = jnp.dtype(self.config.get("compute_dtype", "float32"))
+
+        def loss_of(params, batch, rng):
+            if compute_dtype != jnp.float32:
+                params = jax.tree.map(lambda p: p.astype(compute_dtype) if p.dtype == jnp.float32 else p, params)
+            return family.loss(nnx.merge(graphdef, params), batch, rng)
+
+        grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+
+        def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+            rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+            if accumulation == 1:
+                (loss, aux), grads = grad_fn(state.params, batch, rng)
+            else:
+                micro = jax.tree.map(lambda x: x.reshape(accumulation, -1, *x.shape[1:]), batch)
+
+                def body(carry, xs):
+                    index, micro_batch = xs
+                    (loss, _), grads = grad_fn(state.params, micro_batch, jax.random.fold_in(rng, index))
+                    return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+                zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+                (loss, grads), _ = jax.lax.scan(body, zero, (jnp.arange(accumulation), micro))
+                loss, grads = loss / accumulation, jax.tree.map(lambda g: g / accumulation, grads)
+            grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params)}
+            nonfinite = state.nonfinite | ~jnp.isfinite(loss)
+            return TrainState(state.step + 1, params, opt_state, state.rng, nonfinite), metrics
+
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.train_step = jax.jit(train_step, in_shardings=(self.state_shardings, None),
+                                  out_shardings=(self.state_shardings, replicated), donate_argnums=(0,))
+        self._recommend = jax.jit(lambda params, histories, k: family.recommend(nnx.merge(graphdef, params),
+                                                                                 histories, k),
+                                  static_argnums=(2,), out_shardings=replicated)
+
+    def recommender(self, params: nnx.State) -> _Recommender:
+        return _Recommender(self, params)
+
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(self, split: LeaveOneOut) -> FitResult:
+        """Train with periodic validation and early stopping, then test the best checkpoint."""
+        config = self.config
+        columns = self.family.training_columns(split)
+        local_batch = config.batch_size // jax.process_count()
+        batches = example_batches(columns, batch_size=local_batch, seed=config.seed, num_epochs=None,
+                                  padded=self.family.padded_columns,
+                                  bucket_lengths=tuple(config.get("bucket_lengths", ()) or ()) or None)
+        steps_per_epoch = batches.batches_per_epoch
+        total_steps = config.get("num_steps", 0) or steps_per_epoch * config.num_epochs
+        eval_every = config.get("eval_every_steps", 0) or steps_per_epoch
+        state = self.init_state(total_steps)
+        stopping = config.early_stopping
+        checkpointer = Checkpointer(self.workdir / "checkpoints", keep_last=config.get("keep_checkpoints", 2),
+                                    best_metric=f"validation/{stopping.metric}",
+                                    async_save=config.get("async_checkpointing", True))
+        writer = MetricWriter(self.workdir, tensorboard=config.get("tensorboard", True))
+        iterator = iter(batches)
+        meta = {"best_step": -1, "best_metric": -math.inf, "bad_evals": 0, "history": []}
+        if checkpointer.latest_step() is not None:
+            step = checkpointer.latest_step()
+            state, data_state, meta = checkpointer.restore(step, state)
+            iterator.set_state(data_state)
+            logger.info("resumed from step %d (best so far: step %d, %s=%.4f)", step, meta["best_step"],
+                        stopping.metric, meta["best_metric"])
+        step = int(state.step)
+        previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        started = time.perf_counter()
+        eval_seconds = 0.0
+        stopped_early = False
+        progress = tqdm(total=total_steps, initial=step, desc=f"train {self.family.name}", unit="step",
+                        disable=not config.get("progress", True) or jax.process_index() != 0, dynamic_ncols=True)
+        window = _ThroughputWindow()
+        try:
+            while step < total_steps:
+                batch = next(iterator)
+                window.add(batch)
+                state, metrics = self.train_step(state, shard_batch(batch, self.mesh))
+                step += 1
+                progress.update(1)
+                if step % config.get("log_every_steps", 50) == 0 or step == total_steps:
+                    self._check_finite(state, step, checkpointer)
+                    logged = {f"train/{k}": float(v) for k, v in metrics.items()}
+                    logged.update(window.rates(), **{"train/learning_rate": float(self.schedule(step))})
+                    writer.write(step, logged)
+                    progress.set_postfix(loss=f"{logged['train/loss']:.4f}",
+                                         ex_s=f"{logged['train/examples_per_s']:.0f}",
+                                         tok_s=f"{logged['train/tokens_per_s']:.0f}")
+                if step % eval_every == 0 or step == total_steps:
+                    self._check_finite(state, step, checkpointer)
+                    eval_started = time.perf_counter()
+                    result = evaluate(self.recommender(state.params), split, "validation",
+                                      max_history=self.family.history_length, ks=tuple(config.eval_ks),
+                                      batch_size=config.eval_batch_size)
+                    value = result[stopping.metric]
+                    eval_seconds += time.perf_counter() - eval_started
+                    writer.write(step, {f"validation/{k}": v for k, v in result.items()})
+                    meta["history"].append({"step": step, **{f"validation/{k}": v for k, v in result.items()}})
+                    if value > meta["best_metric"]:
+                        meta.update(best_step=step, best_metric=value, bad_evals=0)
+                    else:
+                        meta["bad_evals"] += 1
+                    logger.info("step %d: validation %s=%.4f (best %.4f at step %d)", step, stopping.metric, value,
+                                meta["best_metric"], meta["best_step"])
+                    checkpointer.save(step, state, data=iterator.get_state(), meta=meta,
+                                      metrics={f"validation/{stopping.metric}": value})
+                    if meta["bad_evals"] >= stopping.patience:
+                        stopped_early = True
+                        logger.info("early stopping: no improvement in %d evaluations", stopping.patience)
+                        break
+                elif config.get("checkpoint_every_steps", 0) and step % config.checkpoint_every_steps == 0:
+                    self._check_finite(state, step, checkpointer)
+                    checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
+                if self._stop_requested:
+                    self._check_finite(state, step, checkpointer)
+                    checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
+                    checkpointer.close()
+                    logger.info("SIGTERM: saved step %d, exiting", step)
+                    raise SystemExit(143)
+        finally:
+            progress.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+        train_seconds = time.perf_counter() - started
+        checkpointer.wait()
+        best_state, _, _ = checkpointer.restore(meta["best_step"], state)
+        checkpointer.close()
+        recommender = self.recommender(best_state.params)
+        kw = dict(max_history=self.family.history_length, ks=tuple(config.eval_ks), batch_size=config.eval_batch_size)
+        validation = evaluate(recommender, split, "validation", **kw)
+        test = evaluate(recommender, split, "test", **kw)
+        writer.write(meta["best_step"], {f"test/{k}": v for k, v in test.items()})
+        writer.close()
+        self.best_params = best_state.params
+        return FitResult(meta["best_step"], meta["best_metric"], validation, test, step, train_seconds,
+                         eval_seconds, stopped_early, meta["history"])
+
+    def _check_finite(self, state: TrainState, step: int, checkpointer: Checkpointer) -> None:
+        if bool(state.nonfinite):
+            checkpointer.close()
+            raise TrainingDiverged(f"loss became NaN/Inf at or before step {step}; stopped without saving this "
+                                   f"state. Last good checkpoint: step {checkpointer.latest_step()} in "
+                                   f"{self.workdir / 'checkpoints'}. Lower the learning rate or enable clipping "
+                                   "(optimizer.clip_norm).")
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop_requested = True
+
+
+class _Recommender:
+    """The common evaluator's view of a trained model: padded, sharded batches through the jitted recommend."""
+
+    def __init__(self, trainer: Trainer, params: nnx.State):
+        self.name, self.trainer, self.params = trainer.family.name, trainer, params
+
+    def recommend(self, histories: np.ndarray, k: int) -> np.ndarray:
+        multiple = data_parallel_size(self.trainer.mesh)
+        rows = len(histories)
+        width = self.trainer.config.eval_batch_size
+        padded = np.zeros((max(width, -(-rows // multiple) * multiple), histories.shape[1]), np.int32)
+        padded[:rows] = histories
+        placed = jax.device_put(padded, batch_sharding(self.trainer.mesh, 2))
+        return np.asarray(self.trainer._recommend(self.params, placed, k))[:rows]
+
+
+class _ThroughputWindow:
+    """Examples/s and tokens/s (non-padding ids) since the last report."""
+
+    def __init__(self):
+        self.start, self.examples, self.tokens = time.perf_counter(), 0, 0
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        first = next(iter(batch.values()))
+        self.examples += len(first)
+        self.tokens += sum(int(np.count_nonzero(v)) for v in batch.values() if np.ndim(v) == 2)
+
+    def rates(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        rates = {"train/examples_per_s": self.examples / elapsed, "train/tokens_per_s": self.tokens / elapsed}
+        self.__init__()
+        return rates
+
+
+def _sharding_of(mesh):
+    def sharding(x):
+        spec = getattr(x, "sharding", None)
+        if isinstance(spec, NamedSharding):
+            return spec
+        return NamedSharding(mesh, PartitionSpec())
+    return sharding
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
