@@ -34,11 +34,16 @@ class SASRecConfig:
     dropout: float = 0.2
     attention_dropout: float = 0.2
     loss: str = "ce"  # "ce" | "bce"
+    # "all": every position of a user's training part predicts its next item (one row per user);
+    # "last": every training prefix is its own row and only its last position is scored (RecBole/TIGER style).
+    loss_positions: str = "all"
     dtype: str = "float32"  # compute dtype; weights stay float32
 
     def __post_init__(self) -> None:
         if self.loss not in ("ce", "bce"):
             raise ValueError(f"SASRec loss must be 'ce' or 'bce', got {self.loss!r}")
+        if self.loss_positions not in ("all", "last"):
+            raise ValueError(f"SASRec loss_positions must be 'all' or 'last', got {self.loss_positions!r}")
         if self.hidden % self.num_heads:
             raise ValueError(f"hidden {self.hidden} is not divisible by num_heads {self.num_heads}")
 
@@ -97,6 +102,8 @@ def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple
     weight = ((inputs != PAD_ITEM) & (targets != PAD_ITEM)).astype(jnp.float32)
     dropout_rng, negative_rng = jax.random.split(rng)
     states = model(inputs, deterministic=False, rngs=nnx.Rngs(dropout=dropout_rng))
+    if model.config.loss_positions == "last":
+        states, targets, weight = states[:, -1:], targets[:, -1:], weight[:, -1:]
     if model.config.loss == "ce":
         logits = model.scores(states)
         log_z = jax.nn.logsumexp(logits, axis=-1)
@@ -110,7 +117,7 @@ def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple
         per_position = -jax.nn.log_sigmoid(pos) - jax.nn.log_sigmoid(-neg)
     denominator = jnp.maximum(weight.sum(), 1.0)
     loss = (per_position * weight).sum() / denominator
-    return loss, {"positions": weight.sum()}
+    return loss, {"weight": weight.sum()}
 
 
 def recommend(model: SASRec, histories: jax.Array, k: int) -> jax.Array:
@@ -120,9 +127,13 @@ def recommend(model: SASRec, histories: jax.Array, k: int) -> jax.Array:
     return ids.astype(jnp.int32)
 
 
-def training_columns(split: LeaveOneOut, max_length: int) -> dict[str, np.ndarray]:
-    """Each user's training part as one left-padded [U, max_length + 1] sequence (inputs + shifted targets)."""
-    return {"sequence": split.train_sequences(max_length + 1)}
+def training_columns(split: LeaveOneOut, config: SASRecConfig) -> dict[str, np.ndarray]:
+    """Left-padded [rows, max_length + 1] sequences (inputs + shifted targets): one row per user's training part
+    ("all"), or one row per training prefix and its next item ("last")."""
+    if config.loss_positions == "all":
+        return {"sequence": split.train_sequences(config.max_length + 1)}
+    histories, targets, _ = split.training_examples(config.max_length)
+    return {"sequence": np.concatenate([histories, targets[:, None]], axis=1)}
 
 
 
@@ -133,7 +144,7 @@ def family(config: SASRecConfig) -> ModelFamily:
         create=lambda rngs: SASRec(config, rngs=rngs),
         loss=loss_fn,
         recommend=recommend,
-        training_columns=lambda split: training_columns(split, config.max_length),
+        training_columns=lambda split: training_columns(split, config),
         padded_columns=("sequence",),
         history_length=config.max_length,
     )

@@ -45,6 +45,9 @@ def make_mesh(shape: Mapping[str, int] | None = None, devices: Sequence[jax.Devi
     unknown = set(shape or {}) - set(MESH_AXES)
     if unknown:
         raise ValueError(f"unknown mesh axes {sorted(unknown)}; expected {MESH_AXES}")
+    invalid = {axis: size for axis, size in sizes.items() if size < 1 and size != -1}
+    if invalid:
+        raise ValueError(f"mesh axis sizes must be positive or -1 (fill), got {invalid}")
     fill = [axis for axis, size in sizes.items() if size == -1]
     if len(fill) > 1:
         raise ValueError(f"at most one mesh axis may be -1, got {fill}")

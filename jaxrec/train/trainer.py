@@ -55,6 +55,7 @@ class ModelFamily:
 
     name: str
     create: Callable[[nnx.Rngs], nnx.Module]
+    # loss(model, batch, rng) -> (mean loss, aux); aux["weight"] = number of terms in the mean (for accumulation)
     loss: Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
     recommend: Callable[[nnx.Module, jax.Array, int], jax.Array]
     training_columns: Callable[[LeaveOneOut], dict[str, np.ndarray]]
@@ -130,20 +131,26 @@ class Trainer:
             if accumulation == 1:
                 (loss, aux), grads = grad_fn(state.params, batch, rng)
             else:
+                # Micro-batches are weighted by their number of loss terms (aux["weight"], default 1), so the
+                # accumulated gradient equals the full batch's even when micro-batches hold different counts.
                 micro = jax.tree.map(lambda x: x.reshape(accumulation, -1, *x.shape[1:]), batch)
 
                 def body(carry, xs):
                     index, micro_batch = xs
-                    (loss, _), grads = grad_fn(state.params, micro_batch, jax.random.fold_in(rng, index))
-                    return jax.tree.map(jnp.add, carry, (loss, grads)), None
+                    (loss, aux), grads = grad_fn(state.params, micro_batch, jax.random.fold_in(rng, index))
+                    weight = aux.get("weight", jnp.ones((), jnp.float32))
+                    weighted = (loss * weight, jax.tree.map(lambda g: g * weight, grads), weight)
+                    return jax.tree.map(jnp.add, carry, weighted), None
 
-                zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-                (loss, grads), _ = jax.lax.scan(body, zero, (jnp.arange(accumulation), micro))
-                loss, grads = loss / accumulation, jax.tree.map(lambda g: g / accumulation, grads)
+                zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params),
+                        jnp.zeros((), jnp.float32))
+                (loss, grads, total), _ = jax.lax.scan(body, zero, (jnp.arange(accumulation), micro))
+                total = jnp.maximum(total, 1e-9)
+                loss, grads = loss / total, jax.tree.map(lambda g: g / total, grads)
             grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params)}
+            metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params)}
             nonfinite = state.nonfinite | ~jnp.isfinite(loss)
             return TrainState(state.step + 1, params, opt_state, state.rng, nonfinite), metrics
 
@@ -233,7 +240,8 @@ class Trainer:
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                 if self._stop_requested:
                     self._check_finite(state, step, checkpointer)
-                    checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
+                    if checkpointer.latest_step() != step:  # the eval/periodic save above may have saved it already
+                        checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                     checkpointer.close()
                     logger.info("SIGTERM: saved step %d, exiting", step)
                     raise SystemExit(143)
