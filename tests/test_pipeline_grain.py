@@ -198,7 +198,10 @@ def test_error_buckets_do_not_reach_width():
 def test_error_missing_padded_column():
     with pytest.raises(ValueError, match=re.escape("padded column 'tokens' is not among the columns "
                                                    "['history', 'target']")):
-        example_batches(make_columns(), batch_size=2, seed=0, padded=("tokens",), shard_index=0, shard_count=1)
+        example_batches(make_columns(), batch_size=2, seed=0, padded=("tokens",), bucket_lengths=(4, WIDTH),
+                        shard_index=0, shard_count=1)
+    # Without bucketing, padded columns are not used, so a dataset without "history" needs no `padded=()`.
+    example_batches({"sequence": make_columns()["history"]}, batch_size=2, seed=0, shard_index=0, shard_count=1)
 
 
 def test_error_bad_shard():

@@ -48,7 +48,7 @@ def example_batches(columns: Mapping[str, np.ndarray], *, batch_size: int, seed:
     if num_examples < shard_count * (batch_size if drop_remainder else 1):
         raise ValueError(f"{num_examples} examples cannot fill one batch of {batch_size} on each of "
                          f"{shard_count} processes")
-    for name in padded:
+    for name in padded if bucket_lengths else ():  # padded columns only matter for bucketing
         if name not in columns:
             raise ValueError(f"padded column {name!r} is not among the columns {sorted(columns)}")
         if bucket_lengths and max(bucket_lengths) < columns[name].shape[1]:
