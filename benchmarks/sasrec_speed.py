@@ -112,11 +112,11 @@ def main() -> None:
         results["ours/batch_shape"] = list(shape)
 
         recommender = trainer.recommender(state.params)
-        evaluate(recommender, split, "test", batch_size=4096)  # compile
+        evaluate(recommender, split, "test")  # compile
         eval_times = []
         for _ in range(3):
             started = time.perf_counter()
-            evaluate(recommender, split, "test", batch_size=4096)
+            evaluate(recommender, split, "test")
             eval_times.append(time.perf_counter() - started)
         results["ours/full_test_eval_s"] = statistics.median(eval_times)
         results["eval_users"] = split.num_users

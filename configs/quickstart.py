@@ -14,7 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
         # SyntheticConfig fields; see jaxrec/data/synthetic.py.
         "options": {"num_users": 3000, "num_items": 1200, "seed": 0},
     })
-    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50, "batch_size": 1024,
+    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50,
                                              "cold_start": True})
     config.models = ml_collections.ConfigDict({
         "popularity": {"family": "popularity", "exclude_history": False},

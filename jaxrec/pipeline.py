@@ -43,13 +43,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         fit_seconds = time.perf_counter() - started
         result: dict[str, Any] = {}
         for stage in ("validation", "test"):
-            result[stage] = evaluate(recommender, split, stage, max_history=ev.max_history, ks=tuple(ev.ks),
-                                     batch_size=ev.batch_size)
+            result[stage] = evaluate(recommender, split, stage, max_history=ev.max_history, ks=tuple(ev.ks))
         if ev.get("cold_start", False):
             cold = split.cold_start_users("test")
             if len(cold):
                 result["test_cold_start"] = evaluate(recommender, split, "test", max_history=ev.max_history,
-                                                     ks=tuple(ev.ks), batch_size=ev.batch_size, users=cold)
+                                                     ks=tuple(ev.ks), users=cold)
         result["seconds"] = {"fit": fit_seconds, "total": time.perf_counter() - started}
         metrics[name] = result
         logger.info(f"{name}: validation recall@10={result['validation'].get('recall@10', float('nan')):.4f}  "

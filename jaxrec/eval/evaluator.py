@@ -25,9 +25,13 @@ class Recommender(Protocol):
 
 
 def evaluate(recommender: Recommender, split: LeaveOneOut, stage: Stage, *, max_history: int = 50,
-             ks: Sequence[int] = DEFAULT_KS, batch_size: int = 1024, users: np.ndarray | None = None,
+             ks: Sequence[int] = DEFAULT_KS, batch_size: int | None = None, users: np.ndarray | None = None,
              progress: bool = False) -> dict[str, Any]:
-    """Rank the whole catalogue for each split user (or the subset `users`) and compute the metrics."""
+    """Rank the whole catalogue for each split user (or the subset `users`) and compute the metrics.
+
+    By default every user goes to `recommend` in one call and the recommender batches as it needs (a trained model
+    groups users by history length); `batch_size` splits the calls for recommenders that cannot.
+    """
     histories = split.histories(stage, max_history)
     targets = split.targets(stage)
     if users is not None:
@@ -35,6 +39,7 @@ def evaluate(recommender: Recommender, split: LeaveOneOut, stage: Stage, *, max_
     if not len(targets):
         raise ValueError(f"no users to evaluate for {stage}")
     k = max(ks)
+    batch_size = batch_size or len(targets)
     batches = range(0, len(targets), batch_size)
     ranked = [np.asarray(recommender.recommend(histories[i:i + batch_size], k))
               for i in tqdm(batches, desc=f"{recommender.name} {stage}", disable=not progress, unit="batch")]

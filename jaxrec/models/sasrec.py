@@ -19,7 +19,7 @@ from flax import nnx
 
 from jaxrec.data.splits import LeaveOneOut
 from jaxrec.data.types import PAD_ITEM
-from jaxrec.nn.layers import Attention, Embed, FeedForward, LayerNorm, causal_padding_mask
+from jaxrec.nn.layers import Attention, Dropout, Embed, FeedForward, LayerNorm, causal_padding_mask
 from jaxrec.train.trainer import ModelFamily
 
 
@@ -57,7 +57,7 @@ class Block(nnx.Module):
         self.norm2 = LayerNorm(h, dtype=dtype, rngs=rngs)
         self.ffn = FeedForward(h, config.ffn_hidden, activation="gelu", dropout=config.dropout, dtype=dtype,
                                rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def __call__(self, x, mask, *, deterministic: bool, rngs: nnx.Rngs | None):
         kw = dict(deterministic=deterministic, rngs=rngs)
@@ -73,7 +73,7 @@ class SASRec(nnx.Module):
         self.positions = Embed(config.max_length, config.hidden, dtype=dtype, names=(None, "embed"), rngs=rngs)
         self.blocks = nnx.List([Block(config, dtype, rngs) for _ in range(config.num_layers)])
         self.final_norm = LayerNorm(config.hidden, dtype=dtype, rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def __call__(self, tokens: jax.Array, *, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         """[B, L] left-padded item ids -> [B, L, hidden] states (position i summarises items up to i)."""

@@ -217,8 +217,7 @@ class Trainer:
                     self._check_finite(state, step, checkpointer)
                     eval_started = time.perf_counter()
                     result = evaluate(self.recommender(state.params), split, "validation",
-                                      max_history=self.family.history_length, ks=tuple(config.eval_ks),
-                                      batch_size=config.eval_batch_size)
+                                      max_history=self.family.history_length, ks=tuple(config.eval_ks))
                     value = result[stopping.metric]
                     eval_seconds += time.perf_counter() - eval_started
                     writer.write(step, {f"validation/{k}": v for k, v in result.items()})
@@ -254,7 +253,7 @@ class Trainer:
         best_state, _, _ = checkpointer.restore(meta["best_step"], state)
         checkpointer.close()
         recommender = self.recommender(best_state.params)
-        kw = dict(max_history=self.family.history_length, ks=tuple(config.eval_ks), batch_size=config.eval_batch_size)
+        kw = dict(max_history=self.family.history_length, ks=tuple(config.eval_ks))
         validation = evaluate(recommender, split, "validation", **kw)
         test = evaluate(recommender, split, "test", **kw)
         writer.write(meta["best_step"], {f"test/{k}": v for k, v in test.items()})
@@ -276,19 +275,41 @@ class Trainer:
 
 
 class _Recommender:
-    """The common evaluator's view of a trained model: padded, sharded batches through the jitted recommend."""
+    """The common evaluator's view of a trained model.
+
+    Users are grouped by history length and each group's histories are trimmed to the smallest length bucket that
+    holds them: left padding is masked and positions are right-aligned, so trimming changes no score, and short
+    histories (most of them) stop paying for the longest. Rows are padded to a power of two (at most
+    `eval_batch_size`) so only a few shapes compile.
+    """
 
     def __init__(self, trainer: Trainer, params: nnx.State):
         self.name, self.trainer, self.params = trainer.family.name, trainer, params
 
     def recommend(self, histories: np.ndarray, k: int) -> np.ndarray:
+        histories = np.asarray(histories, dtype=np.int32)
+        width = histories.shape[1]
+        buckets = sorted({min(b, width) for b in (*(self.trainer.config.get("bucket_lengths", ()) or ()), width)})
+        lengths = np.count_nonzero(histories, axis=1)
+        bucket_of = np.searchsorted(np.asarray(buckets), lengths)
+        result = np.empty((len(histories), k), dtype=np.int32)
+        chunk = self.trainer.config.eval_batch_size
+        for bucket, length in enumerate(buckets):
+            users = np.flatnonzero(bucket_of == bucket)
+            for start in range(0, len(users), chunk):
+                rows = users[start:start + chunk]
+                result[rows] = self._run(histories[rows, width - length:], k)
+        return result
+
+    def _run(self, histories: np.ndarray, k: int) -> np.ndarray:
         multiple = data_parallel_size(self.trainer.mesh)
-        rows = len(histories)
-        width = self.trainer.config.eval_batch_size
-        padded = np.zeros((max(width, -(-rows // multiple) * multiple), histories.shape[1]), np.int32)
-        padded[:rows] = histories
+        power_of_two = max(64, 1 << (len(histories) - 1).bit_length())
+        rows = max(min(power_of_two, self.trainer.config.eval_batch_size), len(histories))
+        rows = -(-rows // multiple) * multiple
+        padded = np.zeros((rows, histories.shape[1]), np.int32)
+        padded[:len(histories)] = histories
         placed = jax.device_put(padded, batch_sharding(self.trainer.mesh, 2))
-        return np.asarray(self.trainer._recommend(self.params, placed, k))[:rows]
+        return np.asarray(self.trainer._recommend(self.params, placed, k))[:len(histories)]
 
 
 class _ThroughputWindow:
