@@ -126,7 +126,7 @@ def test_parameters_sharded_as_rules_say(sharding_report, mesh_name, mesh_shape)
     report = sharding_report[mesh_name]
     assert report["mesh"] == mesh_shape
     params = report["params"]
-    assert len(params) >= 19  # embeddings, attention, MLP, norms
+    assert len(params) >= 17  # embeddings, attention (fused qkv), MLP, norms
     unnamed = [path for path, p in params.items() if not p["names"]]
     assert not unnamed, f"parameters without logical axis names: {unnamed}"
     wrong = {path: (p["names"], p["expected"], p["actual"]) for path, p in params.items()
@@ -137,7 +137,8 @@ def test_parameters_sharded_as_rules_say(sharding_report, mesh_name, mesh_shape)
     if mesh_shape["tensor"] > 1:
         assert params["items.embedding"]["actual"] == ["tensor", "fsdp"]
         assert params["blocks.0.ffn.up.kernel"]["actual"] == ["fsdp", "tensor"]
-        assert params["blocks.0.attention.query.kernel"]["actual"] == ["fsdp", "tensor", None]
+        assert params["blocks.0.attention.qkv.kernel"]["actual"] == ["fsdp", None, "tensor", None]
+        assert params["blocks.0.attention.query_bias"]["actual"] == ["tensor", None]
 
 
 @pytest.mark.parametrize("mesh_name", ["data8", "data2_fsdp4", "data2_fsdp2_tensor2"])

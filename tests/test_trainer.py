@@ -61,7 +61,7 @@ def test_sharded_training_matches_single_device(tmp_path_factory):
     reference = np.asarray(report["single"]["losses"])
     assert report["single"]["devices"] == 1 and len(reference) == 12 and np.all(np.isfinite(reference))
     names = [n.split("/", 1)[1] for n in params.files if n.startswith("single/")]
-    assert len(names) >= 19
+    assert len(names) >= 17  # every parameter tensor of the tiny SASRec (fused qkv)
     for mesh in ("data8", "fsdp8", "data2_fsdp2_tensor2"):
         assert report[mesh]["devices"] == 8 and report[mesh]["step"] == 12
         np.testing.assert_allclose(report[mesh]["losses"], reference, rtol=1e-5, atol=1e-6, err_msg=mesh)

@@ -131,18 +131,24 @@ class Attention(nnx.Module):
     def __init__(self, dim: int, num_heads: int, head_dim: int, *, dropout: float = 0.0, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.query = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), **kw)
-        # No key bias: it shifts every score of a query by the same q.b, which softmax cancels, so its gradient is
-        # mathematically zero and in practice pure rounding noise that Adam would turn into lr-sized random steps.
-        self.key = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), use_bias=False, **kw)
-        self.value = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), **kw)
+        # Query, key and value in one matmul (x is read once). Biases for query and value only: a key bias shifts
+        # every score of a query by the same q.b, which softmax cancels, so its gradient is mathematically zero and
+        # in practice rounding noise that Adam would turn into lr-sized random steps.
+        self.qkv = Dense((dim,), (3, num_heads, head_dim), ("embed", None, "heads", "kv"), use_bias=False, **kw)
+        self.query_bias = _param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
+                                 param_dtype)
+        self.value_bias = _param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
+                                 param_dtype)
         self.out = Dense((num_heads, head_dim), (dim,), ("heads", "kv", "embed"), **kw)
         self.dropout = Dropout(dropout)
         self.dtype = dtype
 
     def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool,
                  rngs: nnx.Rngs | None = None) -> jax.Array:
-        q, k, v = self.query(x), self.key(x), self.value(x)  # [B, L, H, D]
+        qkv = self.qkv(x)  # [B, L, 3, H, D]
+        q = qkv[..., 0, :, :] + self.query_bias[...].astype(self.dtype)
+        k = qkv[..., 1, :, :]
+        v = qkv[..., 2, :, :] + self.value_bias[...].astype(self.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
