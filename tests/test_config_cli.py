@@ -155,18 +155,26 @@ def test_quickstart_config_loads():
 # -------------------------------------------------------------------------------------------------- CLI
 
 
+# The quickstart's SASRec, shrunk so CLI tests stay fast.
+TINY_SASREC = ["--config.models.sasrec.train.num_epochs=1", "--config.models.sasrec.train.batch_size=16",
+               "--config.models.sasrec.model.hidden=16", "--config.models.sasrec.model.ffn_hidden=32",
+               "--config.models.sasrec.model.num_layers=1"]
+
+
 def test_cli_run_quickstart(tmp_path):
     workdir = tmp_path / "run"
     code = main(["run", "--config", str(QUICKSTART), "--workdir", str(workdir),
-                 "--config.data.options.num_users=300", "--config.data.options.num_items=150"])
+                 "--config.data.options.num_users=300", "--config.data.options.num_items=150", *TINY_SASREC])
     assert code == 0
     metrics = json.loads((workdir / "metrics.json").read_text())
-    assert set(metrics) == {"popularity"}
-    for stage in ("validation", "test"):
-        result = metrics["popularity"][stage]
-        assert 0.0 <= result["recall@10"] <= 1.0
-        assert result["num_users"] == 300
-        assert {f"{m}@{k}" for m in ("recall", "ndcg") for k in (1, 5, 10, 20)} <= set(result)
+    assert set(metrics) == {"popularity", "sasrec"}
+    for model in metrics:
+        for stage in ("validation", "test"):
+            result = metrics[model][stage]
+            assert 0.0 <= result["recall@10"] <= 1.0
+            assert result["num_users"] == 300
+            assert {f"{m}@{k}" for m in ("recall", "ndcg") for k in (1, 5, 10, 20)} <= set(result)
+    assert (workdir / "sasrec" / "fit.json").exists() and (workdir / "sasrec" / "metrics.jsonl").exists()
     # The numbers are those of the library on the overridden config (so the overrides took effect).
     split = leave_one_out(generate(SyntheticConfig(num_users=300, num_items=150, seed=0)))
     expected = evaluate(Popularity.fit(split), split, "test", max_history=50)
@@ -241,10 +249,11 @@ def test_cli_synthetic_option_of_wrong_type_exit_2(capsys):
 def test_cli_run_catalogue_smaller_than_max_k(tmp_path):
     """15 items while eval.ks goes up to 20: the run must still complete (lists padded with -1)."""
     code = main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "w"),
-                 "--config.data.options.num_users=100", "--config.data.options.num_items=15"])
+                 "--config.data.options.num_users=100", "--config.data.options.num_items=15", *TINY_SASREC])
     assert code == 0
     metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
     assert metrics["popularity"]["test"]["invalid_rate@20"] == pytest.approx(5 / 20)
+    assert metrics["sasrec"]["test"]["invalid_rate@20"] == pytest.approx(5 / 20)
 
 
 def test_cli_unknown_arguments_rejected(capsys):

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxrec.data.splits import LeaveOneOut
-from jaxrec.data.types import PAD_ITEM
+from jaxrec.data.types import INVALID_ITEM, PAD_ITEM
 from jaxrec.nn.layers import Attention, Dropout, Embed, FeedForward, LayerNorm, causal_padding_mask
 from jaxrec.train.trainer import ModelFamily
 
@@ -121,10 +121,12 @@ def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple
 
 
 def recommend(model: SASRec, histories: jax.Array, k: int) -> jax.Array:
-    """Top-k item ids for left-padded histories [B, L] from the last position's state."""
+    """Top-k item ids for left-padded histories [B, L] from the last position's state (-1 beyond the catalogue)."""
     states = model(histories[:, -model.config.max_length:], deterministic=True)
-    _, ids = jax.lax.top_k(model.scores(states[:, -1]), k)
-    return ids.astype(jnp.int32)
+    scores = model.scores(states[:, -1])
+    values, ids = jax.lax.top_k(scores, min(k, scores.shape[-1]))
+    ids = jnp.where(jnp.isneginf(values), INVALID_ITEM, ids).astype(jnp.int32)  # padding is never an answer
+    return jnp.pad(ids, ((0, 0), (0, k - ids.shape[-1])), constant_values=INVALID_ITEM)
 
 
 def training_columns(split: LeaveOneOut, config: SASRecConfig) -> dict[str, np.ndarray]:
