@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     from jaxrec.config import ConfigError
+    from jaxrec.data.download import DownloadError
     from jaxrec.data.types import DataError
 
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", stream=sys.stderr)
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args, extra)
-    except (DataError, ConfigError) as error:
+    except (DataError, ConfigError, DownloadError) as error:
         print(f"jaxrec: error: {error}", file=sys.stderr)
         return 2
 

@@ -58,9 +58,9 @@ def test_official_urls() -> None:
     assert official_urls("movielens", "ml-100k", "http://mirror/x") == ["http://mirror/x/ml-100k.zip"]
     assert AMAZON2014_BASE_URL.startswith("http://snap.stanford.edu/") and MOVIELENS_BASE_URL.endswith("/movielens/")
     assert amazon2014_category("toys_and_games") == "Toys_and_Games"
-    with pytest.raises(ValueError, match="unknown Amazon 2014 category 'Beuty'"):
+    with pytest.raises(DownloadError, match="unknown Amazon 2014 category 'Beuty'"):
         official_urls("amazon2014", "Beuty")
-    with pytest.raises(ValueError, match="unknown MovieLens variant"):
+    with pytest.raises(DownloadError, match="unknown MovieLens variant"):
         official_urls("movielens", "ml-20m")
 
 

@@ -42,7 +42,7 @@ def amazon2014_category(name: str) -> str:
     for category in AMAZON2014_CATEGORIES:
         if category.lower() == key:
             return category
-    raise ValueError(f"unknown Amazon 2014 category {name!r}; expected one of {', '.join(AMAZON2014_CATEGORIES)}")
+    raise DownloadError(f"unknown Amazon 2014 category {name!r}; expected one of {', '.join(AMAZON2014_CATEGORIES)}")
 
 
 def official_urls(dataset: str, name: str, base_url: str | None = None) -> list[str]:
@@ -54,9 +54,9 @@ def official_urls(dataset: str, name: str, base_url: str | None = None) -> list[
         return [f"{base}reviews_{category}_5.json.gz", f"{base}meta_{category}.json.gz"]
     if dataset == "movielens":
         if name not in MOVIELENS_VARIANTS:
-            raise ValueError(f"unknown MovieLens variant {name!r}; expected one of {', '.join(MOVIELENS_VARIANTS)}")
+            raise DownloadError(f"unknown MovieLens variant {name!r}; expected one of {', '.join(MOVIELENS_VARIANTS)}")
         return [f"{_base(base_url or MOVIELENS_BASE_URL)}{name}.zip"]
-    raise ValueError(f"unknown dataset {dataset!r}; expected 'amazon2014' or 'movielens'")
+    raise DownloadError(f"unknown dataset {dataset!r}; expected 'amazon2014' or 'movielens'")
 
 
 def download_amazon2014(category: str, out_dir: str | Path, base_url: str = AMAZON2014_BASE_URL,
