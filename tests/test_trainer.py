@@ -351,3 +351,15 @@ def test_bucketed_recommend_equals_untrimmed_model():
     model = nnx.merge(trainer._graphdef, state.params)
     direct = np.asarray(jax.jit(lambda h: sasrec.recommend(model, h, 10))(jnp.asarray(histories)))
     np.testing.assert_array_equal(bucketed, direct)
+
+
+def test_last_only_forward_equals_full_forward_at_last_position():
+    """`last_only` skips the final block's work for positions nobody reads; the last state must not change."""
+    from flax import nnx
+
+    model = sasrec.SASRec(tiny_model_config(max_length=12, num_layers=2), rngs=nnx.Rngs(0))
+    histories = jnp.asarray(tiny_split(num_users=64).histories("test", 12))
+    full = model(histories)[:, -1]
+    last = model(histories, last_only=True)
+    assert last.shape == (64, 1, full.shape[-1])
+    np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(full), rtol=1e-5, atol=1e-6)

@@ -59,9 +59,11 @@ class Block(nnx.Module):
                                rngs=rngs)
         self.dropout = Dropout(config.dropout)
 
-    def __call__(self, x, mask, *, deterministic: bool, rngs: nnx.Rngs | None):
+    def __call__(self, x, mask, *, deterministic: bool, rngs: nnx.Rngs | None, last_only: bool = False):
+        """[B, L, hidden] -> [B, L, hidden], or [B, 1, hidden] (the last position) with `last_only`."""
         kw = dict(deterministic=deterministic, rngs=rngs)
-        x = x + self.dropout(self.attention(self.norm1(x), mask, **kw), **kw)
+        attended = self.attention(self.norm1(x), mask, last_query_only=last_only, **kw)
+        x = (x[:, -1:] if last_only else x) + self.dropout(attended, **kw)
         return x + self.dropout(self.ffn(self.norm2(x), **kw), **kw)
 
 
@@ -75,8 +77,13 @@ class SASRec(nnx.Module):
         self.final_norm = LayerNorm(config.hidden, dtype=dtype, rngs=rngs)
         self.dropout = Dropout(config.dropout)
 
-    def __call__(self, tokens: jax.Array, *, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """[B, L] left-padded item ids -> [B, L, hidden] states (position i summarises items up to i)."""
+    def __call__(self, tokens: jax.Array, *, deterministic: bool = True, rngs: nnx.Rngs | None = None,
+                 last_only: bool = False) -> jax.Array:
+        """[B, L] left-padded item ids -> [B, L, hidden] states (position i summarises items up to i).
+
+        With `last_only`, the final block computes only the last position ([B, 1, hidden]): its keys and values
+        still come from every position, but nothing else of that block is spent on states nobody reads.
+        """
         length = tokens.shape[1]
         if length > self.config.max_length:
             raise ValueError(f"sequence length {length} exceeds max_length {self.config.max_length}")
@@ -85,8 +92,9 @@ class SASRec(nnx.Module):
         x = self.dropout(x, deterministic=deterministic, rngs=rngs)
         x = jnp.where((tokens != PAD_ITEM)[..., None], x, 0)
         mask = causal_padding_mask(tokens)
-        for block in self.blocks:
-            x = block(x, mask, deterministic=deterministic, rngs=rngs)
+        for index, block in enumerate(self.blocks):
+            x = block(x, mask, deterministic=deterministic, rngs=rngs,
+                      last_only=last_only and index == len(self.blocks) - 1)
         return self.final_norm(x)
 
     def scores(self, states: jax.Array) -> jax.Array:
@@ -101,9 +109,10 @@ def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple
     inputs, targets = sequence[:, :-1], sequence[:, 1:]
     weight = ((inputs != PAD_ITEM) & (targets != PAD_ITEM)).astype(jnp.float32)
     dropout_rng, negative_rng = jax.random.split(rng)
-    states = model(inputs, deterministic=False, rngs=nnx.Rngs(dropout=dropout_rng))
-    if model.config.loss_positions == "last":
-        states, targets, weight = states[:, -1:], targets[:, -1:], weight[:, -1:]
+    last = model.config.loss_positions == "last"
+    states = model(inputs, deterministic=False, rngs=nnx.Rngs(dropout=dropout_rng), last_only=last)
+    if last:
+        targets, weight = targets[:, -1:], weight[:, -1:]
     if model.config.loss == "ce":
         logits = model.scores(states)
         log_z = jax.nn.logsumexp(logits, axis=-1)
@@ -122,7 +131,7 @@ def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple
 
 def recommend(model: SASRec, histories: jax.Array, k: int) -> jax.Array:
     """Top-k item ids for left-padded histories [B, L] from the last position's state (-1 beyond the catalogue)."""
-    states = model(histories[:, -model.config.max_length:], deterministic=True)
+    states = model(histories[:, -model.config.max_length:], deterministic=True, last_only=True)
     scores = model.scores(states[:, -1])
     values, ids = jax.lax.top_k(scores, min(k, scores.shape[-1]))
     ids = jnp.where(jnp.isneginf(values), INVALID_ITEM, ids).astype(jnp.int32)  # padding is never an answer

@@ -143,12 +143,15 @@ class Attention(nnx.Module):
         self.dropout = Dropout(dropout)
         self.dtype = dtype
 
-    def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool,
-                 rngs: nnx.Rngs | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None = None,
+                 last_query_only: bool = False) -> jax.Array:
+        """[B, L, dim] -> [B, L, dim]; with `last_query_only`, only the last position attends: [B, 1, dim]."""
         qkv = self.qkv(x)  # [B, L, 3, H, D]
         q = qkv[..., 0, :, :] + self.query_bias[...].astype(self.dtype)
         k = qkv[..., 1, :, :]
         v = qkv[..., 2, :, :] + self.value_bias[...].astype(self.dtype)
+        if last_query_only:
+            q, mask = q[:, -1:], mask[..., -1:, :]
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
