@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from jaxrec.data import amazon
 from jaxrec.data.amazon import find_amazon2014_files, iterative_kcore, parse_meta_line, read_amazon2014
-from jaxrec.data.types import DataError
+from jaxrec.data.types import DataError, unescape_html
 
 # (user, item, time) in file order. Hand-traced 5-core:
 #   round 1 drops U7 (3 reviews) and I6 (1 review, by U6); round 2 drops U6 (4 reviews left); then all >= 5.
@@ -376,8 +377,11 @@ def test_round_trip_of_the_real_beauty_sequences(beauty_dir: Path, tmp_path: Pat
     read_back = {dataset.user_ids[u]: [dataset.catalog.raw_ids[i - 1] for i in dataset.sequence(u)]
                  for u in range(dataset.num_users)}
     assert read_back == sequences_raw
-    assert dataset.catalog.titles == tuple(None if titles[asin] is None else html.unescape(titles[asin]).strip()
+    assert dataset.catalog.titles == tuple(None if titles[asin] is None else unescape_html(titles[asin]).strip()
                                            for asin in dataset.catalog.raw_ids)
+    # Independent of unescape_html: double-escaped titles (&amp;#8482) leave no entity behind.
+    entity = re.compile(r"&(#\d+|#x[0-9a-f]+|amp;|quot;|lt;|gt;|apos;|nbsp;)", re.I)
+    assert not any(entity.search(t or "") for t in dataset.catalog.titles)
 
 
 def _random_value(rng: np.random.Generator, depth: int = 0) -> Any:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import collections
-import html
 import itertools
 import json
 import operator
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrec.data.types import Catalog, DataError, Dataset
+from jaxrec.data.types import Catalog, DataError, Dataset, unescape_html
 
 REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")  # the fields the preprocessing needs
 _READ_BYTES = 1 << 23  # compressed bytes per zlib call in the reader thread (few calls: few GIL hand-offs)
@@ -558,7 +557,7 @@ def _text(value: Any, field: str, path: Path, line_no: int) -> tuple[str | None,
         raise DataError(f"{path}: line {line_no}: field {field!r} must be a string, got {type(value).__name__}")
     if "&" not in value:
         return value.strip() or None, False
-    unescaped = html.unescape(value)
+    unescaped = unescape_html(value)
     return unescaped.strip() or None, unescaped != value
 
 

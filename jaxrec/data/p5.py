@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxrec.data.types import Catalog, DataError, Dataset
+from jaxrec.data.types import Catalog, DataError, Dataset, unescape_html
 
 _CATALOG_KEYS = {"item_id", "asin", "title", "categories", "brand", "price", "description"}
 
@@ -115,7 +114,7 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
 
     titles = text_field("title")
     raw_titles = [r.get("title") for r in records]
-    report["titles_html_unescaped"] = sum(t is not None and _unescape(t) != t for t in raw_titles)
+    report["titles_html_unescaped"] = sum(t is not None and unescape_html(t) != t for t in raw_titles)
     report["items_without_title"] = sum(t is None for t in (titles or [None] * len(records)))
     categories = None
     if any("categories" in r for r in records):
@@ -135,18 +134,9 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
 def _clean_text(value: Any) -> str | None:
     if value is None:
         return None
-    text = _unescape(str(value)).strip()
+    text = unescape_html(str(value)).strip()
     return text or None
 
-
-def _unescape(text: str) -> str:
-    """HTML-unescape to a fixed point: some titles are escaped twice (`&amp;#8482;`)."""
-    for _ in range(3):
-        unescaped = html.unescape(text)
-        if unescaped == text:
-            break
-        text = unescaped
-    return text
 
 
 def _categories(value: Any, path: Path, line_no: int) -> tuple[tuple[str, ...], ...] | None:
@@ -154,7 +144,7 @@ def _categories(value: Any, path: Path, line_no: int) -> tuple[tuple[str, ...], 
         return None
     if not isinstance(value, list) or not all(isinstance(p, list) for p in value):
         raise DataError(f"{path}:{line_no}: 'categories' must be a list of category paths (lists of strings)")
-    return tuple(tuple(_unescape(str(c)) for c in p) for p in value)
+    return tuple(tuple(unescape_html(str(c)) for c in p) for p in value)
 
 
 def _read_datamaps(path: Path, catalog: Catalog) -> dict[str, Any] | None:

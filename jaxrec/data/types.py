@@ -10,6 +10,7 @@ Id conventions, used everywhere in jaxrec:
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,16 @@ TEXT_FIELDS = ("title", "categories", "brand", "price", "description")
 
 class DataError(ValueError):
     """Bad input data. The message names the file, line or field, and what was expected."""
+
+
+def unescape_html(text: str) -> str:
+    """HTML-unescape to a fixed point: Amazon titles hold entities, some escaped twice (`&amp;#8482;`)."""
+    for _ in range(3):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
