@@ -25,7 +25,9 @@ test: install-test
 
 benchmarks: install
 	$(BIN)/python -m benchmarks.foundation
-	$(BIN)/python -m benchmarks.raw_preprocess
+	$(BIN)/python -m benchmarks.raw_preprocess --naive
+	$(BIN)/python -m benchmarks.sasrec_beauty
+	$(BIN)/python -m benchmarks.sasrec_speed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

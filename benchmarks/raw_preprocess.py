@@ -14,21 +14,18 @@ strings), escapes and missing fields.
 A straightforward pandas implementation (`pd.read_json(lines=True)` + groupby k-core) is timed as a comparison when
 pandas is importable; pandas is not a dependency of jaxrec, so it is skipped otherwise.
 
-    python benchmarks/raw_preprocess.py [--reviews 1000000] [--repeats 3] [--seed 0] [--data DIR] [--naive]
+    python -m benchmarks.raw_preprocess [--reviews 1000000] [--repeats 3] [--seed 0] [--data DIR] [--naive]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gzip
 import json
 import os
-import platform
 import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.record import record
 from jaxrec.data.amazon import read_amazon2014
 
-RESULTS = Path(__file__).resolve().parent / "results" / "raw_preprocess.json"
 CATEGORY = "Bench"
 SIZES = "generated_sizes.json"
 _WORDS = 6000
@@ -234,24 +231,6 @@ def _pandas_peer(folder: Path) -> float | None:
     return time.perf_counter() - start
 
 
-def _device() -> str:
-    model = platform.processor() or platform.machine()
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
-
-
 def _sizes(folder: Path) -> dict[str, int]:
     """Counts and sizes of a generated folder (written by `generate`, else counted)."""
     if (folder / SIZES).is_file():
@@ -309,7 +288,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=None,
                         help="reuse (or generate into and keep) this folder instead of a temporary one")
     parser.add_argument("--naive", action="store_true", help="also time a naive standard-library pipeline")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.reviews < 1_000_000:
         print(f"note: {args.reviews} reviews is below the 1,000,000 the requirement is stated for", file=sys.stderr)
@@ -322,15 +300,9 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             generate(folder, args.reviews, args.seed)
             results = _measure(folder, args, time.perf_counter() - start)
-    record = {"benchmark": "raw_preprocess", "commit": _commit(),
-              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "device": _device(),
-              "command": shlex.join(["python", *(sys.argv if argv is None else ["benchmarks/raw_preprocess.py",
-                                                                                  *argv])]),
-              "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(record, indent=2))
-    return record
+    command = shlex.join(["python", "-m", "benchmarks.raw_preprocess", *(sys.argv[1:] if argv is None else argv)])
+    record("raw_preprocess", results, command=command)
+    return results
 
 
 if __name__ == "__main__":
