@@ -169,17 +169,27 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _load() -> float:
-    return os.getloadavg()[0]
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes), from /proc/stat; 0 where unavailable."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
 
 
 def _time_reader(folder: Path, repeats: int) -> tuple[list[dict[str, float]], object]:
-    """One warm-up (the first run, also reported) then `repeats` runs: wall and CPU seconds, load average before."""
+    """One warm-up (the first run, also reported) then `repeats` runs: wall seconds, our CPU seconds, and the CPU
+    seconds the rest of the machine used meanwhile (other processes, hypervisor steal: the cores are shared, and a
+    run with other_cpu_seconds well above 0 is slowed by them)."""
     runs, dataset = [], None
     for _ in range(repeats + 1):
-        load, cpu, start = _load(), _cpu_seconds(), time.perf_counter()
+        busy, cpu, start = _machine_busy_seconds(), _cpu_seconds(), time.perf_counter()
         dataset = read_amazon2014(folder)
-        runs.append({"seconds": time.perf_counter() - start, "cpu_seconds": _cpu_seconds() - cpu, "load_1m": load})
+        ours = _cpu_seconds() - cpu
+        runs.append({"seconds": time.perf_counter() - start, "cpu_seconds": ours,
+                     "other_cpu_seconds": max(_machine_busy_seconds() - busy - ours, 0.0)})
     return runs, dataset
 
 
@@ -231,6 +241,13 @@ def _pandas_peer(folder: Path) -> float | None:
     return time.perf_counter() - start
 
 
+def _gunzipped_bytes(path: Path) -> int:
+    """The uncompressed size of a single-member gzip file below 4 GiB, from its trailer."""
+    with open(path, "rb") as stream:
+        stream.seek(-4, os.SEEK_END)
+        return int.from_bytes(stream.read(4), "little")
+
+
 def _sizes(folder: Path) -> dict[str, int]:
     """Counts and sizes of a generated folder (written by `generate`, else counted)."""
     if (folder / SIZES).is_file():
@@ -259,8 +276,9 @@ def _measure(folder: Path, args: argparse.Namespace, generation: float | None) -
         "first_run_seconds": round(runs[0]["seconds"], 3),
         "first_run_reviews_per_s": round(reviews / runs[0]["seconds"]),
         "runs": [{key: round(value, 3) for key, value in run.items()} for run in runs],
-        "note": "end to end: gunzip + parse reviews + 5-core + ordering + meta; load_1m is the machine's load "
-                "average before each run (other jobs share these cores; wall time is only meaningful near load 0)",
+        "note": "end to end: gunzip + parse reviews + 5-core + ordering + meta parsing, from the .json.gz files; "
+                "best of the timed runs after one warm-up (the first run). other_cpu_seconds: CPU time the rest "
+                "of the machine took on these shared cores during a run (near 0 = an undisturbed run)",
         "users_kept": report["users"], "items_kept": report["items"], "interactions_kept": report["interactions"],
         "users_read": report["users_read"], "items_read": report["items_read"],
         "users_removed_by_kcore": report["users_removed_by_kcore"],
@@ -269,7 +287,9 @@ def _measure(folder: Path, args: argparse.Namespace, generation: float | None) -
         "kcore_iterations": report["kcore_iterations"], "meta_lines": sizes["meta_lines"],
         "meta_lines_parsed": report["meta_lines_parsed"], "items_without_meta": report["items_without_meta"],
         "reviews_gz_mb": round(sizes["reviews_gz_bytes"] / 2**20, 1),
+        "reviews_mb": round(_gunzipped_bytes(folder / f"reviews_{CATEGORY}_5.json.gz") / 2**20, 1),
         "meta_gz_mb": round(sizes["meta_gz_bytes"] / 2**20, 1),
+        "meta_mb": round(_gunzipped_bytes(folder / f"meta_{CATEGORY}.json.gz") / 2**20, 1),
         "generation_seconds": None if generation is None else round(generation, 1),
         "pandas_peer_seconds": None if pandas_seconds is None else round(pandas_seconds, 3),
         "pandas_peer": "pd.read_json(lines=True) + groupby k-core + sort, reviews only" if pandas_seconds is not None
