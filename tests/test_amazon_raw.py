@@ -401,6 +401,7 @@ def _random_value(rng: np.random.Generator, depth: int = 0) -> Any:
     return {str(_random_value(rng, 2)): _random_value(rng, depth + 1) for _ in range(int(rng.integers(0, 4)))}
 
 
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")  # literal_eval on corrupted text
 def test_fast_literal_path_fuzz_against_literal_eval() -> None:
     """Random dicts (repr, with every quote and escape mix) and corrupted variants: the fast path gives exactly the
     value `ast.literal_eval` gives, or defers (None); it never accepts text that `ast.literal_eval` rejects."""
@@ -424,3 +425,13 @@ def test_fast_literal_path_fuzz_against_literal_eval() -> None:
             accepted += 1
             assert repr(fast) == repr(expected), text
     assert accepted > 300  # the fast path is exercised, escapes included
+
+
+def test_reader_leaves_no_thread_and_restores_the_switch_interval(tmp_path: Path) -> None:
+    import sys
+
+    before, threads = sys.getswitchinterval(), threading.active_count()
+    read_amazon2014(make_category(tmp_path / "ok"))
+    with pytest.raises(DataError):
+        read_amazon2014(make_category(tmp_path / "bad", reviews=["not json"]))
+    assert sys.getswitchinterval() == before and threading.active_count() == threads
