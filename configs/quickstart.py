@@ -2,11 +2,12 @@
 
 import ml_collections
 
-from jaxrec.train.defaults import train_config
+from jaxrec.train.defaults import distributed_config, train_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.distributed = distributed_config()
     config.data = ml_collections.ConfigDict({
         "source": "synthetic",
         "path": "",

@@ -5,11 +5,12 @@ The data folder is configuration: --config.data.path=/path/to/amazon-beauty-2014
 
 import ml_collections
 
-from jaxrec.train.defaults import train_config
+from jaxrec.train.defaults import distributed_config, train_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.distributed = distributed_config()
     config.data = ml_collections.ConfigDict({"source": "p5", "path": "../shared/data/amazon-beauty-2014",
                                              "on_short": "error", "options": {}})
     config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50,

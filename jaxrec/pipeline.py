@@ -21,6 +21,14 @@ logger = logging.getLogger(__name__)
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Run every model in `config.models`; write config.json, data_report.json and metrics.json to `workdir`."""
+    distributed = config.get("distributed")
+    if distributed is not None and distributed.get("enabled", False):
+        from jaxrec.train.mesh import initialize_distributed
+
+        # Before any JAX computation. Empty fields let JAX detect them (TPU pods, SLURM, ...).
+        process_id = distributed.get("process_id", -1)
+        initialize_distributed(distributed.get("coordinator_address") or None, distributed.get("num_processes") or None,
+                               None if process_id < 0 else process_id, force=True)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(

@@ -284,3 +284,17 @@ def test_console_script_data_stats():
     assert bad.returncode == 2
     assert bad.stderr.strip() == "jaxrec: error: not a dataset folder: /nonexistent/folder/xyz"
     assert bad.stdout == ""
+
+
+def test_run_initializes_jax_distributed_when_configured(tmp_path, monkeypatch):
+    import jaxrec.train.mesh as mesh
+
+    calls = []
+    monkeypatch.setattr(mesh, "initialize_distributed", lambda *args, **kwargs: calls.append((args, kwargs)))
+    overrides = ["--config.data.options.num_users=60", "--config.data.options.num_items=40", *TINY_SASREC]
+    assert main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "a"), *overrides]) == 0
+    assert calls == []  # single process by default
+    assert main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "b"), *overrides,
+                 "--config.distributed.enabled=True", "--config.distributed.coordinator_address=10.0.0.1:1234",
+                 "--config.distributed.num_processes=1", "--config.distributed.process_id=0"]) == 0
+    assert calls == [(("10.0.0.1:1234", 1, 0), {"force": True})]

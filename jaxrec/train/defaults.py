@@ -31,3 +31,10 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
     })
     config.update(overrides)
     return config
+
+
+def distributed_config() -> ml_collections.ConfigDict:
+    """Multi-process set-up for `jaxrec run` (`--config.distributed.enabled=True`; empty fields are detected by JAX
+    on TPU pods and SLURM, or give coordinator_address / num_processes / process_id explicitly)."""
+    return ml_collections.ConfigDict({"enabled": False, "coordinator_address": "", "num_processes": 0,
+                                      "process_id": -1})

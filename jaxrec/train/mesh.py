@@ -91,9 +91,12 @@ def data_parallel_size(mesh: Mesh) -> int:
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-    """`jax.distributed.initialize` when a multi-process run is configured (no-op for a single process)."""
-    if coordinator_address is None and num_processes in (None, 1):
+                           process_id: int | None = None, *, force: bool = False) -> None:
+    """`jax.distributed.initialize` when a multi-process run is configured (no-op for a single process).
+
+    With `force`, it is called even without arguments, so JAX detects the cluster itself (TPU pods, SLURM).
+    """
+    if not force and coordinator_address is None and num_processes in (None, 1):
         return
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
