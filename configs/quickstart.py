@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from jaxrec.models import sasrec
 from jaxrec.train.defaults import distributed_config, train_config
 
 
@@ -19,14 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
                                              "cold_start": True})
     config.models = ml_collections.ConfigDict({
         "popularity": {"family": "popularity", "exclude_history": False},
-        "sasrec": {
-            "family": "sasrec",
-            "model": {"max_length": 50, "hidden": 64, "num_layers": 2, "num_heads": 2, "ffn_hidden": 256,
-                      "dropout": 0.2, "attention_dropout": 0.2, "loss": "ce", "dtype": "float32"},
-            "train": train_config(batch_size=128, num_epochs=12, bucket_lengths=(16, 51),
-                                  optimizer={**train_config().optimizer.to_dict(), "learning_rate": 3e-3},
-                                  early_stopping={"metric": "ndcg@10", "patience": 3}, log_every_steps=22,
-                                  progress=False).to_dict(),
-        },
+        "sasrec": sasrec.config_entry(
+            {"dropout": 0.2, "attention_dropout": 0.2},
+            batch_size=128, num_epochs=12, bucket_lengths=(16, 51),
+            optimizer={**train_config().optimizer.to_dict(), "learning_rate": 3e-3},
+            early_stopping={"metric": "ndcg@10", "patience": 3}, log_every_steps=22, progress=False),
     })
     return config

@@ -2,7 +2,8 @@
 
 import ml_collections
 
-from jaxrec.train.defaults import distributed_config, train_config
+from jaxrec.models import sasrec
+from jaxrec.train.defaults import distributed_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -12,14 +13,8 @@ def get_config() -> ml_collections.ConfigDict:
                                              "options": {"num_users": 3000, "num_items": 1200, "seed": 0}})
     config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50,
                                              "cold_start": True})
-    config.models = ml_collections.ConfigDict({"sasrec": sasrec_model(num_epochs=20)})
+    config.models = ml_collections.ConfigDict({"sasrec": sasrec.config_entry(
+        {"dropout": 0.2, "attention_dropout": 0.2}, batch_size=128, num_epochs=20,
+        bucket_lengths=(8, 16, 32, 51))})
     return config
 
-
-def sasrec_model(**train_overrides) -> dict:
-    return {
-        "family": "sasrec",
-        "model": {"max_length": 50, "hidden": 64, "num_layers": 2, "num_heads": 2, "ffn_hidden": 256,
-                  "dropout": 0.2, "attention_dropout": 0.2, "loss": "ce", "dtype": "float32"},
-        "train": train_config(batch_size=128, bucket_lengths=(8, 16, 32, 51), **train_overrides).to_dict(),
-    }
