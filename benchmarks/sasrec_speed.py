@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from benchmarks.record import record
 

@@ -3,7 +3,7 @@
 import ml_collections
 
 from jaxrec.models import sasrec
-from jaxrec.train.defaults import distributed_config, train_config
+from jaxrec.train.defaults import distributed_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
         "sasrec": sasrec.config_entry(
             {"dropout": 0.2, "attention_dropout": 0.2},
             batch_size=128, num_epochs=12, bucket_lengths=(16, 51),
-            optimizer={**train_config().optimizer.to_dict(), "learning_rate": 3e-3},
+            optimizer={"learning_rate": 3e-3},  # merged into the default optimizer group
             early_stopping={"metric": "ndcg@10", "patience": 3}, log_every_steps=22, progress=False),
     })
     return config

@@ -6,7 +6,7 @@ The data folder is configuration: --config.data.path=/path/to/amazon-beauty-2014
 import ml_collections
 
 from jaxrec.models import sasrec
-from jaxrec.train.defaults import distributed_config, train_config
+from jaxrec.train.defaults import distributed_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
         "sasrec": sasrec.config_entry(
             {"dropout": 0.3, "attention_dropout": 0.3},
             batch_size=128, num_epochs=18, bucket_lengths=(8, 16, 32, 51),
-            optimizer={**train_config().optimizer.to_dict(), "learning_rate": 3e-3},
+            optimizer={"learning_rate": 3e-3},  # merged into the default optimizer group
             eval_batch_size=4096, early_stopping={"metric": "ndcg@10", "patience": 3}, log_every_steps=100),
     })
     return config

@@ -32,20 +32,21 @@ def shared_data_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def beauty_dir(shared_data_dir: Path) -> Path:
-    path = shared_data_dir / "amazon-beauty-2014"
+def _dataset_dir(shared_data_dir: Path, name: str) -> Path:
+    path = shared_data_dir / name
     if not path.is_dir():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def beauty_dir(shared_data_dir: Path) -> Path:
+    return _dataset_dir(shared_data_dir, "amazon-beauty-2014")
 
 
 @pytest.fixture(scope="session")
 def sports_dir(shared_data_dir: Path) -> Path:
-    path = shared_data_dir / "amazon-sports-2014"
-    if not path.is_dir():
-        pytest.skip(f"{path} is absent")
-    return path
+    return _dataset_dir(shared_data_dir, "amazon-sports-2014")
 
 
 @pytest.fixture(scope="session")

@@ -350,7 +350,6 @@ def test_fast_literal_path_is_used_for_ordinary_lines() -> None:
 def test_round_trip_of_the_real_beauty_sequences(beauty_dir: Path, tmp_path: Path) -> None:
     """Raw files rebuilt from the shared Beauty data (file grouped by asin, times per user increasing) read back to
     exactly the standard sequences and unescaped titles. The data are already 5-core: nothing is removed."""
-    import html
     import random
 
     sequences_raw = {}

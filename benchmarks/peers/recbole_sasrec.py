@@ -264,7 +264,7 @@ def main() -> None:
 
         # ---- full-sort evaluation -------------------------------------------------------------------------------
         t0 = time.perf_counter()
-        valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
+        trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
         valid_s = time.perf_counter() - t0
         cpu0, t0 = time.process_time(), time.perf_counter()
         test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)

@@ -6,6 +6,8 @@ import ml_collections
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
+    """The trainer defaults with `overrides`; a dict for a group (e.g. optimizer={"learning_rate": 3e-3}) is merged
+    into that group, not substituted for it (ConfigDict.update is recursive)."""
     config = ml_collections.ConfigDict({
         "seed": 0,
         "batch_size": 128,  # global, across all processes
