@@ -1,0 +1,59 @@
+"""RQ-KMeans: k-means on the residuals, level after level (optionally L2-normalising each level's input, as GRID)."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrec.sid.kmeans import kmeans
+from jaxrec.sid.quantizers import Quantization, QuantizerConfig
+
+
+def residual_levels(x: jax.Array, codebooks: list[jax.Array] | jax.Array, *,
+                    normalize_residuals: bool) -> tuple[jax.Array, jax.Array]:
+    """Encode with fixed codebooks: (codes [N, L], squared residual norms after each level [L, N])."""
+    from jaxrec.sid.kmeans import squared_distances
+
+    residual, codes, errors = x, [], []
+    for codebook in codebooks:
+        if normalize_residuals:
+            residual = _unit(residual)
+        code = jnp.argmin(squared_distances(residual, codebook), axis=-1).astype(jnp.int32)
+        residual = residual - codebook[code]
+        codes.append(code)
+        errors.append(jnp.sum(jnp.square(residual), axis=-1))
+    return jnp.stack(codes, axis=1), jnp.stack(errors)
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def rq_kmeans(embeddings: np.ndarray, config: QuantizerConfig) -> Quantization:
+    """Fit `levels` codebooks of `codebook_size` centres by k-means on successive residuals."""
+    started = time.perf_counter()
+    x = jnp.asarray(embeddings, jnp.float32)
+    norm2 = float(jnp.mean(jnp.sum(jnp.square(x), axis=-1)))
+    key = jax.random.key(config.seed)
+    residual = x
+    codes, codebooks, level_errors, iterations, reseeded = [], [], [], [], []
+    for level in range(config.levels):
+        if config.normalize_residuals:
+            residual = _unit(residual)
+        result = kmeans(residual, config.codebook_size, jax.random.fold_in(key, level), iters=config.kmeans_iters,
+                        tol=config.kmeans_tol, balanced=config.balanced)
+        residual = residual - result.centroids[result.assignments]
+        codes.append(result.assignments)
+        codebooks.append(result.centroids)
+        scale = 1.0 if config.normalize_residuals else norm2
+        level_errors.append(float(jnp.mean(jnp.sum(jnp.square(residual), axis=-1))) / max(scale, 1e-30))
+        iterations.append(int(result.iterations))
+        reseeded.append(int(result.reseeded))
+    return Quantization(
+        codes=np.asarray(jnp.stack(codes, axis=1)), codebooks=np.asarray(jnp.stack(codebooks)),
+        level_errors=level_errors,
+        info={"lloyd_iterations": iterations, "empty_clusters_reseeded": reseeded,
+              "seconds": time.perf_counter() - started})
