@@ -56,6 +56,8 @@ class SIDTable:
     def create(codes: np.ndarray, header: dict[str, Any]) -> SIDTable:
         """A table with sizes and the content hash filled into its header."""
         codes = np.asarray(codes, np.int32)
+        if codes.ndim != 2 or codes.shape[1] < 2 or codes.shape[0] == 0:
+            raise SIDTableError(f"SID codes must be a non-empty [items, levels + 1] array, got shape {codes.shape}")
         header = dict(header, format=FORMAT, num_items=int(codes.shape[0]), levels=int(codes.shape[1] - 1),
                       level_sizes=[int(size) for size in codes.max(axis=0) + 1], content_hash=codes_hash(codes))
         return SIDTable(codes, header)
