@@ -70,6 +70,21 @@ class LayerNorm(nnx.Module):
         return y.astype(self.dtype)
 
 
+class RMSNorm(nnx.Module):
+    """Root-mean-square norm over the last axis (no mean, no bias), statistics in fp32: T5's layer norm and Qwen3's
+    RMSNorm. `names` is the scale's logical axis ("kv" for Qwen3's per-head query/key norm)."""
+
+    def __init__(self, dim: int, *, epsilon: float = 1e-6, names: Names = ("embed",), dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.epsilon, self.dtype = epsilon, dtype
+        self.scale = _param(rngs, nnx.initializers.ones_init(), (dim,), names, param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.epsilon)
+        return (y * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+
+
 class Embed(nnx.Module):
     """Embedding table [num, dim] sharded as ('vocab', 'embed'); `attend` gives tied output logits."""
 

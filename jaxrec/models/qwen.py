@@ -1,0 +1,185 @@
+"""Qwen3-style decoder-only transformer in NNX (HF `Qwen3Model` / `Qwen3ForCausalLM`), loadable from a checkpoint.
+
+Pre-RMSNorm blocks of grouped-query causal self-attention (per-head query/key RMSNorm, RoPE) and a SwiGLU MLP; final
+RMSNorm; logits from the tied embedding or a separate LM head (`tie_word_embeddings`). The config flags that tell
+Qwen3 apart (`qk_norm`, `qkv_bias`, `out_bias`) also describe Qwen2 (qkv biases, no qk-norm) and Llama (optional
+biases, no qk-norm), which load through the same key map. KV caching and LoRA are later additions to this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxrec.models import hf_loading
+from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
+from jaxrec.nn.attention import MultiHeadAttention, causal_mask
+from jaxrec.nn.layers import Dense, Embed, RMSNorm
+from jaxrec.nn.mlp import MLP
+from jaxrec.nn.pooling import l2_normalize, pool
+
+MODEL_TYPES = ("qwen3", "qwen2", "llama")
+
+
+@dataclasses.dataclass(frozen=True)
+class QwenConfig:
+    vocab_size: int
+    hidden_size: int = 1024
+    intermediate_size: int = 3072
+    num_layers: int = 28
+    num_heads: int = 16
+    num_kv_heads: int = 8
+    head_dim: int = 128
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 40_960
+    hidden_act: str = "silu"
+    tie_word_embeddings: bool = True
+    lm_head: bool = True  # False for a base-model checkpoint (HF `Qwen3Model`) with untied embeddings
+    qk_norm: bool = True  # Qwen3: RMSNorm of each query/key head before RoPE
+    qkv_bias: bool = False  # Qwen2: True
+    out_bias: bool = False
+    dtype: str = "float32"  # compute dtype
+    param_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+
+    @classmethod
+    def from_hf(cls, config: Mapping[str, Any], **overrides) -> QwenConfig:
+        """From a HF config.json of model_type qwen3 (or qwen2 / llama). Only plain RoPE and full attention are
+        implemented; rope scaling or sliding-window attention raise."""
+        model_type = config.get("model_type")
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type {model_type!r} is not a Qwen3-style decoder; expected one of {MODEL_TYPES}")
+        rope = dict(config.get("rope_parameters") or {})  # transformers 5; older configs: rope_theta, rope_scaling
+        scaling = rope.get("rope_type", "default") if rope else (config.get("rope_scaling") or {}).get(
+            "rope_type", (config.get("rope_scaling") or {}).get("type", "default"))
+        if scaling != "default":
+            raise ValueError(f"RoPE type {scaling!r} is not supported (only plain RoPE)")
+        if config.get("mlp_bias"):
+            raise ValueError("MLP biases (mlp_bias=true) are not supported")
+        if config.get("use_sliding_window"):
+            raise ValueError("sliding-window attention (use_sliding_window=true) is not supported")
+        heads = config["num_attention_heads"]
+        architectures = config.get("architectures") or ["ForCausalLM"]
+        attention_bias = bool(config.get("attention_bias", model_type == "qwen2"))
+        return cls(vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
+                   intermediate_size=config["intermediate_size"], num_layers=config["num_hidden_layers"],
+                   num_heads=heads, num_kv_heads=config.get("num_key_value_heads") or heads,
+                   head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+                   rms_norm_eps=config.get("rms_norm_eps", 1e-6),
+                   rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10_000.0))),
+                   max_position_embeddings=config.get("max_position_embeddings", 40_960),
+                   hidden_act=config.get("hidden_act", "silu"),
+                   tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+                   lm_head=any(name.endswith("ForCausalLM") for name in architectures),
+                   qk_norm=model_type == "qwen3", qkv_bias=attention_bias or model_type == "qwen2",
+                   out_bias=attention_bias and model_type != "qwen2", **overrides)
+
+
+class DecoderLayer(nnx.Module):
+    """x = x + attention(norm(x)); x = x + mlp(norm(x))."""
+
+    def __init__(self, config: QwenConfig, rngs: nnx.Rngs):
+        kw = dict(dtype=jnp.dtype(config.dtype), param_dtype=jnp.dtype(config.param_dtype), rngs=rngs)
+        h = config.hidden_size
+        self.attention_norm = RMSNorm(h, epsilon=config.rms_norm_eps, **kw)
+        self.attention = MultiHeadAttention(
+            h, config.num_heads, config.head_dim, num_kv_heads=config.num_kv_heads, qkv_bias=config.qkv_bias,
+            out_bias=config.out_bias, qk_norm_epsilon=config.rms_norm_eps if config.qk_norm else None,
+            rope_theta=config.rope_theta, **kw)
+        self.mlp_norm = RMSNorm(h, epsilon=config.rms_norm_eps, **kw)
+        self.mlp = MLP(h, config.intermediate_size, activation_name=config.hidden_act, gated=True, **kw)
+
+    def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
+        x = x + self.attention(self.attention_norm(x), mask, positions=positions)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Qwen(nnx.Module):
+    def __init__(self, config: QwenConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        kw = dict(dtype=jnp.dtype(config.dtype), param_dtype=jnp.dtype(config.param_dtype), rngs=rngs)
+        self.tokens = Embed(config.vocab_size, config.hidden_size, **kw)
+        self.layers = nnx.List([DecoderLayer(config, rngs) for _ in range(config.num_layers)])
+        self.final_norm = RMSNorm(config.hidden_size, epsilon=config.rms_norm_eps, **kw)
+        untied = config.lm_head and not config.tie_word_embeddings
+        self.lm_head = Dense((config.hidden_size,), (config.vocab_size,), ("embed", "vocab"), use_bias=False,
+                             **kw) if untied else None
+
+    def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array,
+                      positions: jax.Array | None = None) -> jax.Array:
+        """[B, L] ids and mask (1 = real token) -> [B, L, hidden] final-normed states. `positions` [B, L] default
+        to 0..L-1 (as HF without position_ids; RoPE only sees differences, so left padding is harmless)."""
+        x = self.tokens(input_ids)
+        mask = causal_mask(attention_mask)
+        positions = jnp.arange(input_ids.shape[1]) if positions is None else positions
+        for layer in self.layers:
+            x = layer(x, mask, positions)
+        return self.final_norm(x)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """[..., hidden] -> [..., vocab] fp32 logits from the LM head or the tied embedding."""
+        if self.lm_head is not None:
+            return self.lm_head(hidden).astype(jnp.float32)
+        if not self.config.tie_word_embeddings:
+            raise ValueError("this checkpoint is a base model with untied embeddings and no LM head: no logits")
+        return self.tokens.attend(hidden).astype(jnp.float32)
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
+                 positions: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """(hidden states [B, L, hidden], logits [B, L, vocab] fp32)."""
+        hidden = self.hidden_states(input_ids, attention_mask, positions)
+        return hidden, self.logits(hidden)
+
+    def embed(self, input_ids: jax.Array, attention_mask: jax.Array, *, pooling: str = "mean",
+                   normalize: bool = True) -> jax.Array:
+        """[B, hidden] fp32 sequence embeddings: final states pooled over the mask, optionally L2-normalised."""
+        pooled = pool(self.hidden_states(input_ids, attention_mask), attention_mask, pooling)
+        return l2_normalize(pooled) if normalize else pooled
+
+
+def key_map(config: QwenConfig) -> list[KeyRule]:
+    """HF names (with the `model.` prefix of `*ForCausalLM` checkpoints, or without, as `Qwen3Model` saves them)."""
+    p = r"(?:model\.)?"
+    layer = p + r"layers\.(\d+)\."
+    target = "layers.{0}."
+    rules = [
+        KeyRule(p + r"embed_tokens\.weight", "tokens.embedding"),
+        KeyRule(p + r"norm\.weight", "final_norm.scale"),
+        KeyRule(layer + r"input_layernorm\.weight", target + "attention_norm.scale"),
+        KeyRule(layer + r"post_attention_layernorm\.weight", target + "mlp_norm.scale"),
+        KeyRule(layer + r"self_attn\.o_proj\.weight", target + "attention.out.kernel", Linear(2)),
+        KeyRule(layer + r"mlp\.gate_proj\.weight", target + "mlp.gate.kernel", LINEAR),
+        KeyRule(layer + r"mlp\.up_proj\.weight", target + "mlp.up.kernel", LINEAR),
+        KeyRule(layer + r"mlp\.down_proj\.weight", target + "mlp.down.kernel", LINEAR),
+        ignore(layer + r"self_attn\.rotary_emb\.inv_freq", "RoPE frequencies are computed from rope_theta"),
+    ]
+    for hf, ours in (("q", "query"), ("k", "key"), ("v", "value")):
+        rules.append(KeyRule(layer + rf"self_attn\.{hf}_proj\.weight", target + f"attention.{ours}.kernel", LINEAR))
+        if config.qkv_bias:
+            rules.append(KeyRule(layer + rf"self_attn\.{hf}_proj\.bias", target + f"attention.{ours}.bias", FLAT))
+    if config.out_bias:
+        rules.append(KeyRule(layer + r"self_attn\.o_proj\.bias", target + "attention.out.bias"))
+    if config.qk_norm:
+        rules += [KeyRule(layer + r"self_attn\.q_norm\.weight", target + "attention.query_norm.scale"),
+                  KeyRule(layer + r"self_attn\.k_norm\.weight", target + "attention.key_norm.scale")]
+    if config.lm_head and not config.tie_word_embeddings:
+        rules.append(KeyRule(r"lm_head\.weight", "lm_head.kernel", LINEAR))
+    elif config.tie_word_embeddings:
+        rules.append(KeyRule(r"lm_head\.weight", "tokens.embedding", tied=True))
+    return rules
+
+
+def load(folder: str | Path, *, dtype: str = "float32", param_dtype: str | None = None) -> Qwen:
+    """A `Qwen` with the weights of the HF checkpoint in `folder`."""
+    config = QwenConfig.from_hf(hf_loading.read_config(folder), dtype=dtype, param_dtype=param_dtype or dtype)
+    return hf_loading.load_pretrained(lambda: Qwen(config, rngs=nnx.Rngs(0)), folder, key_map(config))

@@ -1,0 +1,157 @@
+"""Multi-head attention for pretrained transformers (BERT, T5, Qwen3) and the models built from their blocks.
+
+One module, configured per family:
+  * separate query/key/value projections (heads as their own shardable axis), optional biases (BERT, Qwen2);
+  * grouped-query attention: `num_kv_heads` key/value heads shared by groups of query heads (Qwen3), computed
+    without materialising repeated keys/values;
+  * optional per-head RMSNorm of queries and keys before RoPE (Qwen3);
+  * optional rotary position embedding with Hugging Face's rotate-half convention and a configurable theta;
+  * an optional additive bias on the scores (T5's relative position bias) and a configurable query scale (T5 does
+    not divide scores by sqrt(head_dim): `query_scale=1.0`);
+  * cross-attention over a `context` sequence (the T5 decoder).
+Scores, the bias and the softmax are fp32 whatever the compute dtype. Masks are boolean [B|1, 1|H, Q, K]
+(True = attend). The SASRec `jaxrec.nn.layers.Attention` (fused qkv) is separate and unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxrec.nn.layers import Dense, Dropout, RMSNorm, _param
+
+
+def padding_mask(attention_mask: jax.Array) -> jax.Array:
+    """[B, K] (1 = real token) -> [B, 1, 1, K] boolean: every query attends to every real key (encoders)."""
+    return attention_mask.astype(bool)[:, None, None, :]
+
+
+def causal_mask(attention_mask: jax.Array) -> jax.Array:
+    """[B, L] (1 = real token) -> [B, 1, L, L] boolean: query i attends to real keys j <= i (decoders)."""
+    length = attention_mask.shape[1]
+    causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+    return causal[None, None] & attention_mask.astype(bool)[:, None, None, :]
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotary position embedding of [B, L, H, D] at integer `positions` [B, L] or [L] (HF rotate-half: the first
+    and second halves of the head dimension are the two coordinates of each rotated pair). Angles in fp32."""
+    dim = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, L, D/2]
+    angles = jnp.concatenate([angles, angles], axis=-1)[..., None, :]  # [B, L, 1, D]
+    x32 = x.astype(jnp.float32)
+    rotated = jnp.concatenate([-x32[..., dim // 2:], x32[..., :dim // 2]], axis=-1)
+    return (x32 * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x.dtype)
+
+
+def relative_position_bucket(relative_position: jax.Array, *, bidirectional: bool, num_buckets: int,
+                             max_distance: int) -> jax.Array:
+    """T5's bucket of `relative_position` = key position - query position (Mesh TensorFlow / HF convention).
+
+    Bidirectional (encoder): half the buckets for keys after the query. Unidirectional (causal decoder): keys after
+    the query all share bucket 0. Small distances get one bucket each, larger ones logarithmic bins up to
+    `max_distance`, beyond which they share the last bucket.
+    """
+    relative_position = relative_position.astype(jnp.int32)
+    buckets = jnp.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (relative_position > 0).astype(jnp.int32) * num_buckets
+        distance = jnp.abs(relative_position)
+    else:
+        distance = -jnp.minimum(relative_position, 0)
+    max_exact = num_buckets // 2
+    # Same fp32 operations, in the same order, as the reference (bucket edges fall on exact powers).
+    scaled = (jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact)
+              / math.log(max_distance / max_exact) * (num_buckets - max_exact))
+    large = jnp.minimum(max_exact + scaled.astype(jnp.int32), num_buckets - 1)
+    return buckets + jnp.where(distance < max_exact, distance, large)
+
+
+class RelativePositionBias(nnx.Module):
+    """T5's learned per-head bias of the attention scores, indexed by relative-position bucket.
+
+    One table [num_buckets, heads] per stack (held by the stack and added in every layer, as in T5).
+    """
+
+    def __init__(self, num_heads: int, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.bidirectional, self.num_buckets, self.max_distance = bidirectional, num_buckets, max_distance
+        self.embedding = _param(rngs, nnx.initializers.normal(0.02), (num_buckets, num_heads), (None, "heads"),
+                                param_dtype)
+
+    def __call__(self, query_length: int, key_length: int, query_offset: int | jax.Array = 0) -> jax.Array:
+        """[1, H, Q, K] fp32 bias for queries at positions offset..offset+Q-1 over keys 0..K-1."""
+        query = jnp.arange(query_length)[:, None] + query_offset
+        key = jnp.arange(key_length)[None, :]
+        buckets = relative_position_bucket(key - query, bidirectional=self.bidirectional,
+                                           num_buckets=self.num_buckets, max_distance=self.max_distance)
+        values = jnp.take(self.embedding[...].astype(jnp.float32), buckets, axis=0)  # [Q, K, H]
+        return jnp.transpose(values, (2, 0, 1))[None]
+
+
+def _by_group(x: jax.Array, num_kv_heads: int) -> jax.Array:
+    """[B|1, H|1, Q, K] -> [B|1, KVH|1, G|1, Q, K] to line up with grouped scores."""
+    if x.shape[1] == 1:
+        return x[:, :, None]
+    return x.reshape(x.shape[0], num_kv_heads, -1, *x.shape[2:])
+
+
+class MultiHeadAttention(nnx.Module):
+    """Attention with separate q/k/v projections, GQA, optional qk-norm, RoPE, additive bias and cross-attention."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, *, num_kv_heads: int | None = None,
+                 qkv_bias: bool = False, out_bias: bool = False, query_scale: float | None = None,
+                 qk_norm_epsilon: float | None = None, rope_theta: float | None = None, dropout: float = 0.0,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        """`query_scale` defaults to head_dim ** -0.5; `qk_norm_epsilon` enables the per-head query/key RMSNorm;
+        `rope_theta` enables rotary embeddings."""
+        num_kv_heads = num_kv_heads or num_heads
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads {num_heads} is not a multiple of num_kv_heads {num_kv_heads}")
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.query_scale = head_dim ** -0.5 if query_scale is None else query_scale
+        self.rope_theta, self.dtype = rope_theta, dtype
+        self.query = Dense((dim,), (num_heads, head_dim), ("embed", "heads", "kv"), use_bias=qkv_bias, **kw)
+        self.key = Dense((dim,), (num_kv_heads, head_dim), ("embed", "heads", "kv"), use_bias=qkv_bias, **kw)
+        self.value = Dense((dim,), (num_kv_heads, head_dim), ("embed", "heads", "kv"), use_bias=qkv_bias, **kw)
+        self.out = Dense((num_heads, head_dim), (dim,), ("heads", "kv", "embed"), use_bias=out_bias, **kw)
+        if qk_norm_epsilon is None:
+            self.query_norm = self.key_norm = None
+        else:
+            self.query_norm = RMSNorm(head_dim, epsilon=qk_norm_epsilon, names=("kv",), **kw)
+            self.key_norm = RMSNorm(head_dim, epsilon=qk_norm_epsilon, names=("kv",), **kw)
+        self.dropout = Dropout(dropout)
+
+    def __call__(self, x: jax.Array, mask: jax.Array, *, context: jax.Array | None = None,
+                 bias: jax.Array | None = None, positions: jax.Array | None = None, deterministic: bool = True,
+                 rngs: nnx.Rngs | None = None) -> jax.Array:
+        """[B, Q, dim] -> [B, Q, dim], attending over `context` [B, K, dim] (cross-attention) or `x` itself.
+
+        `mask` [B|1, 1|H, Q, K] boolean; `bias` [B|1, H, Q, K] added to the scaled scores; `positions` [B, Q] or
+        [Q] for RoPE (default 0..Q-1).
+        """
+        source = x if context is None else context
+        q, k, v = self.query(x), self.key(source), self.value(source)  # [B, Q, H, D], [B, K, KVH, D]
+        if self.query_norm is not None:
+            q, k = self.query_norm(q), self.key_norm(k)
+        if self.rope_theta is not None:
+            if context is not None:
+                raise ValueError("rotary embeddings are for self-attention; got a cross-attention context")
+            positions = jnp.arange(x.shape[1]) if positions is None else positions
+            q, k = apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
+        batch, length = q.shape[:2]
+        q = q.reshape(batch, length, self.num_kv_heads, -1, self.head_dim)  # query head h uses kv head h // G
+        scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32) * self.query_scale
+        if bias is not None:
+            scores = scores + _by_group(bias.astype(jnp.float32), self.num_kv_heads)
+        scores = jnp.where(_by_group(mask, self.num_kv_heads), scores, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        weights = self.dropout(weights, deterministic=deterministic, rngs=rngs)
+        attended = jnp.einsum("bkgqs,bskd->bqkgd", weights, v)
+        return self.out(attended.reshape(batch, length, self.num_heads, self.head_dim))
