@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec.sid.kmeans import balanced_assignment, kmeans, kmeans_plus_plus, squared_distances
+from jaxrec.sid.kmeans import balanced_assignment, distinct_assignment, kmeans, kmeans_plus_plus, squared_distances
 from jaxrec.sid.quantizers import QuantizerConfig, QuantizerError, quantize
 from jaxrec.sid.rq_kmeans import residual_levels
 
@@ -68,6 +68,30 @@ def test_balanced_assignment_respects_capacity_and_prefers_nearest():
     assert np.bincount(assignments, minlength=4).tolist() == [25, 25, 25, 25]
     unconstrained = np.asarray(balanced_assignment(distances, 100))
     np.testing.assert_array_equal(unconstrained, np.asarray(distances).argmin(1))
+
+
+def test_distinct_assignment_separates_group_members():
+    # Points 0-2 share a group and all prefer centre 0; point 3 (another group) also prefers centre 0.
+    distances = jnp.asarray([[0.1, 0.5, 0.9], [0.2, 0.3, 0.4], [0.05, 0.8, 0.6], [0.0, 1.0, 1.0]])
+    groups = jnp.asarray([0, 0, 0, 1])
+    # Closest first: point 3 -> 0 (own group); point 2 -> 0; point 0 -> 1 (0 taken); point 1 -> 2.
+    assert np.asarray(distinct_assignment(distances, groups, 2)).tolist() == [1, 2, 0, 0]
+    # A group larger than the codebook falls back to nearest once every centre is taken.
+    many = jnp.zeros((5, 2)).at[:, 1].set(1.0)
+    assert sorted(np.asarray(distinct_assignment(many, jnp.zeros(5, jnp.int32), 1)).tolist()) == [0, 0, 0, 0, 1]
+
+
+def test_rq_kmeans_distinct_last_level_removes_collisions():
+    # Four distinct points, two of them repeated three times: identical items always collide under nearest
+    # assignment; the distinct last level separates them (their groups are smaller than the codebook).
+    points = np.eye(4, dtype=np.float32) * 5
+    x = points[[0, 0, 0, 1, 1, 1, 2, 3]]
+    plain = quantize(x, QuantizerConfig(levels=2, codebook_size=4))
+    distinct = quantize(x, QuantizerConfig(levels=2, codebook_size=4, distinct_last_level=True))
+    assert len(np.unique(plain.codes, axis=0)) == 4
+    np.testing.assert_array_equal(distinct.codes[:, 0], plain.codes[:, 0])
+    assert len(np.unique(distinct.codes, axis=0)) == 8
+    assert distinct.info["last_level_reassigned"] == 4
 
 
 def test_balanced_kmeans_gives_equal_clusters():

@@ -54,9 +54,10 @@ def semantic_coherence(codes: np.ndarray, categories: np.ndarray) -> list[dict[s
         _, joint_counts = np.unique(np.stack([prefix_group, categories], axis=1), axis=0, return_counts=True)
         sharing = _pairs(prefix_counts)
         same = _pairs(joint_counts)
-        share = same / sharing if sharing else float("nan")
+        share = same / sharing if sharing else None  # None: no two items share this prefix
         result.append({"prefix_length": k, "pairs_sharing_prefix": sharing, "same_leaf_category": share,
-                       "random_pair_baseline": baseline, "lift": share / baseline if baseline else float("nan")})
+                       "random_pair_baseline": baseline,
+                       "lift": share / baseline if share is not None and baseline else None})
     return result
 
 

@@ -70,6 +70,29 @@ def balanced_assignment(distances: jax.Array, capacity: int) -> jax.Array:
     return assignments
 
 
+def distinct_assignment(distances: jax.Array, groups: jax.Array, num_groups: int) -> jax.Array:
+    """Nearest centre per point such that points of one group get distinct centres (while the group is no larger
+    than the codebook); points choose in order of their nearest distance, closest first.
+
+    Used for the last RQ level, so that items sharing every earlier code differ in the last one where possible
+    (LC-Rec's motivation for its uniform last-level mapping), instead of relying on the collision digit.
+    """
+    n, k = distances.shape
+    order = jnp.argsort(distances.min(axis=1))
+
+    def assign(i, carry):
+        assignments, taken = carry
+        point = order[i]
+        group = groups[point]
+        free = ~taken[group]
+        row = jnp.where(free.any() & ~free, jnp.inf, distances[point])  # a full group falls back to nearest
+        choice = jnp.argmin(row)
+        return assignments.at[point].set(choice.astype(jnp.int32)), taken.at[group, choice].set(True)
+
+    init = (jnp.zeros(n, jnp.int32), jnp.zeros((num_groups, k), bool))
+    return jax.lax.fori_loop(0, n, assign, init)[0]
+
+
 def _assign(x: jax.Array, centroids: jax.Array, balanced: bool) -> tuple[jax.Array, jax.Array]:
     distances = squared_distances(x, centroids)
     if balanced:

@@ -32,6 +32,7 @@ class QuantizerConfig:
     kmeans_tol: float = 1e-4  # stop when no centre moves more than tol x the data's RMS spread
     normalize_residuals: bool = False  # GRID: L2-normalise each level's input before clustering it
     balanced: bool = False  # capacity-constrained assignment (ceil(N / codebook_size) items per code)
+    distinct_last_level: bool = False  # items sharing all earlier codes take distinct last codes where possible
     # rq_vae / residual_vq
     hidden: tuple[int, ...] = (512, 256, 128)  # encoder widths (decoder mirrors them); TIGER's RQ-VAE
     latent_dim: int = 32

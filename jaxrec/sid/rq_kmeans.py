@@ -32,6 +32,15 @@ def _unit(x: jax.Array) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _distinct_last_codes(residual: jax.Array, centroids: jax.Array, earlier: list[jax.Array]) -> jax.Array:
+    from jaxrec.sid.kmeans import distinct_assignment, squared_distances
+
+    _, groups = np.unique(np.stack([np.asarray(c) for c in earlier], axis=1), axis=0, return_inverse=True)
+    groups = groups.reshape(-1)
+    return jax.jit(distinct_assignment, static_argnums=2)(
+        squared_distances(residual, centroids), jnp.asarray(groups, jnp.int32), int(groups.max()) + 1)
+
+
 def rq_kmeans(embeddings: np.ndarray, config: QuantizerConfig) -> Quantization:
     """Fit `levels` codebooks of `codebook_size` centres by k-means on successive residuals."""
     started = time.perf_counter()
@@ -39,14 +48,18 @@ def rq_kmeans(embeddings: np.ndarray, config: QuantizerConfig) -> Quantization:
     norm2 = float(jnp.mean(jnp.sum(jnp.square(x), axis=-1)))
     key = jax.random.key(config.seed)
     residual = x
-    codes, codebooks, level_errors, iterations, reseeded = [], [], [], [], []
+    codes, codebooks, level_errors, iterations, reseeded, reassigned = [], [], [], [], [], 0
     for level in range(config.levels):
         if config.normalize_residuals:
             residual = _unit(residual)
         result = kmeans(residual, config.codebook_size, jax.random.fold_in(key, level), iters=config.kmeans_iters,
                         tol=config.kmeans_tol, balanced=config.balanced)
-        residual = residual - result.centroids[result.assignments]
-        codes.append(result.assignments)
+        assignments = result.assignments
+        if config.distinct_last_level and level == config.levels - 1 and level > 0:
+            assignments = _distinct_last_codes(residual, result.centroids, codes)
+            reassigned = int(jnp.sum(assignments != result.assignments))
+        residual = residual - result.centroids[assignments]
+        codes.append(assignments)
         codebooks.append(result.centroids)
         scale = 1.0 if config.normalize_residuals else norm2
         level_errors.append(float(jnp.mean(jnp.sum(jnp.square(residual), axis=-1))) / max(scale, 1e-30))
@@ -56,4 +69,5 @@ def rq_kmeans(embeddings: np.ndarray, config: QuantizerConfig) -> Quantization:
         codes=np.asarray(jnp.stack(codes, axis=1)), codebooks=np.asarray(jnp.stack(codebooks)),
         level_errors=level_errors,
         info={"lloyd_iterations": iterations, "empty_clusters_reseeded": reseeded,
+              "last_level_reassigned": reassigned,
               "seconds": time.perf_counter() - started})

@@ -1,0 +1,60 @@
+"""Semantic IDs for Amazon Beauty through `jaxrec sid`: MiniLM on title + categories, RQ-KMeans 3 x 256.
+
+    python -m benchmarks.sid_beauty [--data ../shared/data/amazon-beauty-2014] [--workdir runs/bench_sid_beauty]
+
+Targets (SID issue): level-1 code usage >= 95%, unique-before-digit >= 90%, every final SID unique.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.record import record
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "amazon-beauty-2014"))
+    parser.add_argument("--workdir", default=str(ROOT / "runs" / "bench_sid_beauty"))
+    parser.add_argument("overrides", nargs="*", help="extra --config.a.b=value overrides")
+    args = parser.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)  # fresh artifacts, never reused ones
+    jaxrec = str(Path(sys.executable).parent / "jaxrec")
+    command = [jaxrec, "sid", "--config", "configs/sid_beauty.py", "--workdir", args.workdir,
+               f"--config.data.path={args.data}", "--config.sid.progress=False", *args.overrides]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    workdir = Path(args.workdir)
+    diagnostics = json.loads((workdir / "sid_diagnostics.json").read_text())
+    embeddings = json.loads((workdir / "embeddings.json").read_text())
+    results = {
+        "items": diagnostics["items"],
+        "level1/usage": diagnostics["levels"][0]["usage"],
+        "levels/usage": [level["usage"] for level in diagnostics["levels"]],
+        "levels/perplexity": [level["perplexity"] for level in diagnostics["levels"]],
+        "unique_before_digit": diagnostics["unique_before_digit"],
+        "distinct_sids_before_digit": diagnostics["distinct_sids_before_digit"],
+        "largest_collision_group": diagnostics["largest_collision_group"],
+        "final_sids_unique": diagnostics["final_sids_unique"],
+        "level_reconstruction_error": diagnostics["level_reconstruction_error"],
+        "semantic_coherence": [{key: level[key] for key in ("prefix_length", "same_leaf_category", "lift")}
+                               for level in diagnostics.get("semantic_coherence", [])],
+        "embed_seconds": embeddings["seconds"],
+        "quantize_seconds": diagnostics["seconds"],
+        "wall_seconds": wall,
+        "template": embeddings["template"],
+    }
+    record("sid_beauty", results, command=" ".join(["jaxrec", *command[1:]]))
+
+
+if __name__ == "__main__":
+    main()
