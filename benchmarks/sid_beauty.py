@@ -53,7 +53,28 @@ def main() -> None:
         "wall_seconds": wall,
         "template": embeddings["template"],
     }
+    results["nearest_last_level"] = nearest_last_level(workdir)
     record("sid_beauty", results, command=" ".join(["jaxrec", *command[1:]]))
+
+
+def nearest_last_level(workdir: Path) -> dict:
+    """The same embeddings and quantizer with plain nearest-centroid codes at every level, for comparison."""
+    import dataclasses
+
+    import numpy as np
+
+    from jaxrec.sid.collisions import with_collision_digit
+    from jaxrec.sid.diagnostics import sid_diagnostics
+    from jaxrec.sid.quantizers import QuantizerConfig, quantize
+    from jaxrec.sid.table import SIDTable
+
+    table = SIDTable.load(workdir / "sid_table.npz")
+    config = dataclasses.replace(QuantizerConfig.from_dict(table.header["quantizer"]), distinct_last_level=False)
+    quantization = quantize(np.load(workdir / "embeddings.npy"), config)
+    report = sid_diagnostics(quantization, with_collision_digit(quantization.codes), config.codebook_size)
+    return {"unique_before_digit": report["unique_before_digit"],
+            "largest_collision_group": report["largest_collision_group"],
+            "level_reconstruction_error": report["level_reconstruction_error"]}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import ml_collections
 
 from jaxrec.models import sasrec
+from jaxrec.sid.build import sid_config
 from jaxrec.train.defaults import distributed_config
 
 
@@ -16,6 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
         # SyntheticConfig fields; see jaxrec/data/synthetic.py.
         "options": {"num_users": 3000, "num_items": 1200, "seed": 0},
     })
+    # Semantic IDs of the catalogue (MiniLM -> RQ-KMeans 3 x 64 + collision digit): <workdir>/sid/.
+    config.sid = sid_config(quantizer={"codebook_size": 64}, progress=False)
     config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50,
                                              "cold_start": True})
     config.models = ml_collections.ConfigDict({

@@ -5,6 +5,8 @@
   jaxrec data download movielens --variant ml-1m --out DIR
   jaxrec data tfds-build beauty_p5 --data-dir DIR --manual-dir ../shared/data/amazon-beauty-2014
   jaxrec run --config configs/<name>.py --workdir DIR [--config.a.b=value ...]
+  jaxrec embed --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
+  jaxrec sid --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
 
 Data and config errors print one clear line (file, line or field, and what was expected) and exit with status 2.
 """
@@ -21,20 +23,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command not in ("run", "embed", "sid"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     import logging
 
     from jaxrec.config import ConfigError
     from jaxrec.data.download import DownloadError
     from jaxrec.data.types import DataError
+    from jaxrec.sid.quantizers import QuantizerError
+    from jaxrec.sid.table import SIDTableError
+    from jaxrec.text.embed import EmbeddingsError
+    from jaxrec.models.hf_loading import CheckpointError
 
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", stream=sys.stderr)
     logging.getLogger("jaxrec").setLevel(logging.INFO)  # our progress; libraries (orbax, absl) stay quiet
 
     try:
         return args.handler(args, extra)
-    except (DataError, ConfigError, DownloadError) as error:
+    except (DataError, ConfigError, DownloadError, QuantizerError, SIDTableError, EmbeddingsError,
+            CheckpointError, FileNotFoundError) as error:
         print(f"jaxrec: error: {error}", file=sys.stderr)
         return 2
 
@@ -67,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="path to a configs/<name>.py file")
     run.add_argument("--workdir", required=True, help="run directory (metrics.json, config.json, ...)")
     run.set_defaults(handler=_run)
+
+    for name, help_text, handler in (
+            ("embed", "encode the catalogue's item texts: <workdir>/embeddings.npy + embeddings.json", _embed),
+            ("sid", "embed -> quantize -> SID table: <workdir>/sid_table.npz + sid_diagnostics.json", _sid)):
+        stage = commands.add_parser(name, help=help_text + "; extra --config.a.b=value override fields")
+        stage.add_argument("--config", required=True, help="path to a configs/sid_<name>.py file (data + sid groups)")
+        stage.add_argument("--workdir", required=True, help="folder for the artifacts")
+        stage.add_argument("--force", action="store_true", help="rebuild artifacts that exist with other inputs")
+        stage.set_defaults(handler=handler)
     return parser
 
 
@@ -102,6 +118,42 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     from jaxrec.pipeline import run
 
     run(load_config(args.config, extra), args.workdir)
+    return 0
+
+
+def _sid_inputs(args: argparse.Namespace, extra: list[str]):
+    from jaxrec.config import ConfigError, load_config
+    from jaxrec.data.sources import load_dataset
+
+    config = load_config(args.config, extra)
+    if "sid" not in config:
+        raise ConfigError(f"{args.config}: no 'sid' group (see configs/sid_beauty.py)")
+    data = config.data
+    dataset = load_dataset(data.source, data.get("path") or None, **data.get("options", {}).to_dict())
+    return config, dataset.catalog
+
+
+def _embed(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from jaxrec.sid.build import embed_stage
+
+    config, catalog = _sid_inputs(args, extra)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    embed_stage(config.sid, catalog, workdir, force=args.force)
+    print(workdir / "embeddings.npy")
+    return 0
+
+
+def _sid(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from jaxrec.sid.build import DIAGNOSTICS_FILE, build_sid
+
+    config, catalog = _sid_inputs(args, extra)
+    build_sid(config.sid, catalog, args.workdir, force=args.force)
+    print(Path(args.workdir) / DIAGNOSTICS_FILE)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`jaxrec run`: data -> leave-one-out split -> each configured model -> the common evaluator -> metrics.json."""
+"""`jaxrec run`: data -> leave-one-out split -> [SID stage] -> each configured model -> the common evaluator ->
+metrics.json."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         {"stats": stats, "split": split.report, "seconds": time.perf_counter() - started}, indent=2, default=str))
     logger.info(f"data: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions "
          f"({split.report['users_dropped_too_short']} users too short for the split)")
+
+    if "sid" in config:  # the SID stage: embeddings -> quantizer -> SID table (+ diagnostics) under <workdir>/sid
+        from jaxrec.sid.build import build_sid
+
+        build_sid(config.sid, dataset.catalog, workdir / "sid")
 
     ev = config.eval
     metrics: dict[str, Any] = {}

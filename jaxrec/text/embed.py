@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -43,7 +42,7 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, tokens_per_batch
     buckets = np.array(length_buckets(encoder.max_length))
     order = np.argsort(lengths, kind="stable")
     pad_id = encoder.tokenizer.pad_token_id or 0
-    embed = jax.jit(encoder.embed)
+    embed = encoder.embed  # jitted: one compilation per bucket shape
     out = np.zeros((len(texts), encoder.dim), np.float32)
     bar = tqdm(total=len(texts), desc=f"embed ({encoder.name})", unit="text", disable=not progress)
     start = 0
