@@ -74,15 +74,15 @@ def embeddings_header(encoder: TextEncoder, texts: Sequence[str], template: Sequ
             "text_hash": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "text_report": text_report}
 
 
-def save_embeddings(folder: str | Path, embeddings: np.ndarray, header: dict[str, Any]) -> Path:
-    """Write `embeddings.npy` and `embeddings.json` (header + content hash) into `folder`."""
+def save_embeddings(folder: str | Path, embeddings: np.ndarray, header: dict[str, Any]) -> dict[str, Any]:
+    """Write `embeddings.npy` and `embeddings.json` into `folder`; returns the header as written (+ content hash)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "embeddings.npy", embeddings)
     header = dict(header, content_hash=hashlib.sha256(np.ascontiguousarray(embeddings).tobytes()).hexdigest(),
                   dtype=str(embeddings.dtype), shape=list(embeddings.shape))
     (folder / "embeddings.json").write_text(json.dumps(header, indent=2, sort_keys=True))
-    return folder / "embeddings.npy"
+    return header
 
 
 def load_embeddings(folder: str | Path, expect: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -116,6 +116,6 @@ def embed_catalog(encoder: TextEncoder, texts: Sequence[str], template: Sequence
                               f"{(bad[:10] + 1).tolist()}), e.g. text {texts[bad[0]]!r}")
     header = embeddings_header(encoder, texts, template, separator, text_report)
     header["seconds"] = time.perf_counter() - started
-    save_embeddings(folder, embeddings, header)
+    header = save_embeddings(folder, embeddings, header)
     logger.info(f"embedded {len(texts)} item texts with {encoder.name} in {header['seconds']:.1f} s")
     return embeddings, header
