@@ -24,7 +24,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -305,7 +305,7 @@ def load_weights(model: nnx.Module, folder: str | Path, rules: Sequence[KeyRule]
     for info, target, transform in plan:
         variable = params[target]
         like = variable.get_value()
-        array = transform(info.read(), tuple(like.shape)).astype(like.dtype)
+        array = transform(info.read(), tuple(like.shape)).astype(like.dtype, copy=False)
         variable.set_value(_place(array, like))
     leftover = [".".join(map(str, path)) for path, node in nnx.iter_graph(model)
                 if isinstance(node, nnx.Variable) and isinstance(node.get_value(), jax.ShapeDtypeStruct)]
@@ -319,8 +319,3 @@ def load_pretrained(create: Callable[[], nnx.Module], folder: str | Path, rules:
     `jaxrec.train.mesh.sharding_context` the parameters come out sharded by their logical axis names."""
     return load_weights(nnx.eval_shape(create), folder, rules)
 
-
-def iter_tensors(folder: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, array) for every tensor of a checkpoint, one at a time (for inspection and tests)."""
-    for name, info in sorted(read_index(folder).items()):
-        yield name, info.read()
