@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import numpy as np
+import pytest
 import torch
 import transformers
 
 VOCAB = 96
+
+
+@pytest.fixture(autouse=True)
+def exact_matmuls():
+    """fp32 matmuls at full precision (GPUs would otherwise use TF32); a no-op on CPU. Import it to apply it."""
+    with jax.default_matmul_precision("highest"):
+        yield
 
 
 def perturb(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:

@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _hf_fixtures import batch, bert_model, max_diff, mean_pool, perturb, save, t5_config, t5_encoder
+from _hf_fixtures import (
+    batch,
+    bert_model,
+    exact_matmuls,  # noqa: F401 (autouse fixture)
+    max_diff,
+    mean_pool,
+    perturb,
+    save,
+    t5_config,
+    t5_encoder,
+)
 from flax import nnx
 
 from jaxrec.models import bert, hf_loading, t5

@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _hf_fixtures import batch, max_diff, qwen3_causal_lm, save
+from _hf_fixtures import (
+    batch,
+    exact_matmuls,  # noqa: F401 (autouse fixture)
+    max_diff,
+    qwen3_causal_lm,
+    save,
+)
 from flax import nnx
 from safetensors.numpy import save_file
 
@@ -68,6 +74,8 @@ def test_key_map_fills_every_parameter_with_its_layout(tmp_path):
     np.testing.assert_array_equal(model.tokens.embedding[...], tensors["embed.weight"])
     np.testing.assert_array_equal(model.proj.kernel[...], tensors["proj.weight"].T.reshape(4, 2, 3))
     np.testing.assert_array_equal(model.proj.bias[...], tensors["proj.bias"].reshape(2, 3))
+    concrete = hf_loading.load_weights(Tiny(nnx.Rngs(1)), tmp_path, RULES)  # a built model is overwritten
+    np.testing.assert_array_equal(concrete.norm.scale[...], tensors["norm.weight"])
     x = np.arange(4, dtype=np.float32)
     np.testing.assert_allclose(np.asarray(model.proj(jnp.asarray(x))).reshape(6),
                                tensors["proj.weight"] @ x + tensors["proj.bias"], atol=1e-6)

@@ -11,7 +11,16 @@ import jax.numpy as jnp
 import pytest
 import torch
 import transformers
-from _hf_fixtures import batch, max_diff, mean_pool, perturb, qwen3_causal_lm, qwen3_config, save
+from _hf_fixtures import (
+    batch,
+    exact_matmuls,  # noqa: F401 (autouse fixture)
+    max_diff,
+    mean_pool,
+    perturb,
+    qwen3_causal_lm,
+    qwen3_config,
+    save,
+)
 
 from jaxrec.models import qwen
 

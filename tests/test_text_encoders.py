@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from _hf_fixtures import bert_model, max_diff, mean_pool, qwen3_causal_lm, save, save_word_tokenizer, t5_encoder
+from _hf_fixtures import (
+    bert_model,
+    exact_matmuls,  # noqa: F401 (autouse fixture)
+    max_diff,
+    mean_pool,
+    qwen3_causal_lm,
+    save,
+    save_word_tokenizer,
+    t5_encoder,
+)
 
 from jaxrec.models.hf_loading import CheckpointError, weights_hash
 from jaxrec.text import encoders

@@ -136,7 +136,8 @@ def key_map(config: BertConfig) -> list[KeyRule]:
         KeyRule(layer + r"output\.dense\.bias", "layers.{0}.mlp.down.bias"),
         KeyRule(layer + r"output\." + _LN[0], "layers.{0}.mlp_norm.scale"),
         KeyRule(layer + r"output\." + _LN[1], "layers.{0}.mlp_norm.bias"),
-        ignore(p + r"embeddings\.position_ids", "a buffer of 0..max_positions-1, not a weight"),
+        ignore(p + r"embeddings\.(?:position_ids|token_type_ids)", "index buffers (0..max_positions-1, zeros), not "
+                                                                   "weights"),
         ignore(p + r"pooler\.dense\.(?:weight|bias)", "the CLS pooler (dense + tanh) is not used by mask pooling"),
         ignore(r"cls\..*", "pre-training heads (masked LM / next sentence), not part of the encoder"),
     ]

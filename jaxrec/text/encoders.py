@@ -57,8 +57,8 @@ class TextEncoder:
     weights_hash: str  # hf_loading.weights_hash(folder)
     dim: int
     max_length: int  # truncation length for the tokenizer
-    tokenizer: Any  # transformers AutoTokenizer from the same folder
-    model: nnx.Module
+    tokenizer: Any = dataclasses.field(repr=False)  # transformers AutoTokenizer from the same folder
+    model: nnx.Module = dataclasses.field(repr=False)
     pooling: str = "mean"  # "mean" | "cls" | "last" (jaxrec.nn.pooling)
     normalize: bool = True  # L2-normalise the pooled vector
 
