@@ -91,7 +91,31 @@ def test_every_family_loads_from_a_folder(tmp_path, family):
     with torch.no_grad():
         body = reference.model if family == "qwen3" else reference
         hidden = body(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
-    assert max_diff(encoder.embed(ids, mask), mean_pool(hidden, mask, normalize=True)) <= 1e-5
+    reference_embeddings = mean_pool(hidden, mask, normalize=True)
+    assert max_diff(encoder.embed(ids, mask), reference_embeddings) <= 1e-5
+    # Packed rows: the three texts one after another in one row (plus an empty row), attention kept within each
+    # text and positions restarting, give each text's own embedding.
+    lengths = mask.sum(1)
+    packed = np.concatenate([ids[i, :n] for i, n in enumerate(lengths)])
+    segments = np.concatenate([np.full(n, i + 1) for i, n in enumerate(lengths)])
+    row_ids = np.zeros((2, 32), np.int64)
+    row_segments = np.zeros((2, 32), np.int64)
+    row_ids[0, :len(packed)], row_segments[0, :len(packed)] = packed, segments
+    out = np.asarray(encoder.embed_packed(row_ids, row_segments, 4))
+    assert max_diff(out[0, :3], reference_embeddings) <= 1e-5
+    assert not out[0, 3].any() and not out[1].any()  # unused segment slots are zeros
+
+
+def test_encode_texts_packs_and_preserves_order(tmp_path):
+    from jaxrec.text.embed import encode_texts
+
+    encoder = load_text_encoder(_with_tokenizer(save(bert_model(), tmp_path / "tiny-bert")))
+    texts = [" ".join(f"w{2 + (5 * i + j) % 90}" for j in range(n)) for i, n in enumerate([3, 40, 1, 7, 12, 2, 44])]
+    # Rows of 16 tokens: the 40- and 44-token texts go to the long rows, the rest are packed several per row.
+    packed = encode_texts(encoder, texts, row_length=16, tokens_per_batch=32, progress=False)
+    for text, row in zip(texts, packed):
+        ids = encoder.tokenizer([text], return_tensors="np")
+        assert max_diff(row, encoder.embed(ids["input_ids"], ids["attention_mask"])[0]) <= 1e-5
 
 
 def test_sentence_transformers_modules_choose_pooling_and_length(tmp_path):

@@ -18,10 +18,10 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import MultiHeadAttention, padding_mask
+from jaxrec.nn.attention import MultiHeadAttention, padding_mask, segment_mask, segment_positions
 from jaxrec.nn.layers import Embed, LayerNorm
 from jaxrec.nn.mlp import MLP
-from jaxrec.nn.pooling import l2_normalize, pool
+from jaxrec.nn.pooling import sentence_embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +61,8 @@ class Embeddings(nnx.Module):
         self.token_type = Embed(config.type_vocab_size, config.hidden_size, names=(None, "embed"), **kw)
         self.norm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps, **kw)
 
-    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array) -> jax.Array:
-        positions = jnp.arange(input_ids.shape[1])
-        return self.norm(self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)[None])
+    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, positions: jax.Array) -> jax.Array:
+        return self.norm(self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions))
 
 
 class Layer(nnx.Module):
@@ -94,23 +93,29 @@ class Bert(nnx.Module):
         self.layers = nnx.List([Layer(config, dtype, param_dtype, rngs) for _ in range(config.num_layers)])
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
-                 token_type_ids: jax.Array | None = None) -> jax.Array:
-        """[B, L] token ids and mask (1 = real token) -> [B, L, hidden] last hidden states."""
+                 token_type_ids: jax.Array | None = None, *, segment_ids: jax.Array | None = None) -> jax.Array:
+        """[B, L] token ids and mask (1 = real token) -> [B, L, hidden] last hidden states. With `segment_ids`
+        (packed rows, 0 = padding) each packed sequence attends to itself only, with its own positions 0, 1, ..."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
         token_type_ids = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        x = self.embeddings(input_ids, token_type_ids)
-        mask = padding_mask(attention_mask)
+        if segment_ids is None:
+            mask, positions = padding_mask(attention_mask), jnp.arange(input_ids.shape[1])[None]
+        else:
+            mask, positions = segment_mask(segment_ids), segment_positions(segment_ids)
+        x = self.embeddings(input_ids, token_type_ids, positions)
         for layer in self.layers:
             x = layer(x, mask)
         return x
 
     def embed(self, input_ids: jax.Array, attention_mask: jax.Array, *, pooling: str = "mean",
-              normalize: bool = True) -> jax.Array:
-        """[B, D] fp32 sentence embeddings: pooled over the mask, L2-normalised (sentence-transformers)."""
-        pooled = pool(self(input_ids, attention_mask), attention_mask, pooling)
-        return l2_normalize(pooled) if normalize else pooled
+              normalize: bool = True, segment_ids: jax.Array | None = None, num_segments: int = 0) -> jax.Array:
+        """[B, D] fp32 sentence embeddings: pooled over the mask, L2-normalised (sentence-transformers);
+        [B, num_segments, D] for packed rows (`segment_ids`)."""
+        hidden = self(input_ids, attention_mask, segment_ids=segment_ids)
+        return sentence_embeddings(hidden, attention_mask, pooling=pooling, normalize=normalize,
+                                   segment_ids=segment_ids, num_segments=num_segments)
 
 
 _LN = r"LayerNorm\.(?:weight|gamma)", r"LayerNorm\.(?:bias|beta)"  # old checkpoints name them gamma/beta

@@ -19,10 +19,10 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import MultiHeadAttention, causal_mask
+from jaxrec.nn.attention import MultiHeadAttention, causal_mask, segment_mask, segment_positions
 from jaxrec.nn.layers import Dense, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
-from jaxrec.nn.pooling import l2_normalize, pool
+from jaxrec.nn.pooling import sentence_embeddings
 
 MODEL_TYPES = ("qwen3", "qwen2", "llama")
 
@@ -116,11 +116,16 @@ class Qwen(nnx.Module):
                              **kw) if untied else None
 
     def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array,
-                      positions: jax.Array | None = None) -> jax.Array:
+                      positions: jax.Array | None = None, *, segment_ids: jax.Array | None = None) -> jax.Array:
         """[B, L] ids and mask (1 = real token) -> [B, L, hidden] final-normed states. `positions` [B, L] default
-        to 0..L-1 (as HF without position_ids; RoPE only sees differences, so left padding is harmless)."""
+        to 0..L-1 (as HF without position_ids; RoPE only sees differences, so left padding is harmless). With
+        `segment_ids` (packed rows, 0 = padding) each packed sequence attends causally to itself only."""
         x = self.tokens(input_ids)
-        mask = causal_mask(attention_mask)
+        if segment_ids is not None:
+            mask = segment_mask(segment_ids, causal=True)
+            positions = segment_positions(segment_ids) if positions is None else positions
+        else:
+            mask = causal_mask(attention_mask)
         positions = jnp.arange(input_ids.shape[1]) if positions is None else positions
         for layer in self.layers:
             x = layer(x, mask, positions)
@@ -141,10 +146,12 @@ class Qwen(nnx.Module):
         return hidden, self.logits(hidden)
 
     def embed(self, input_ids: jax.Array, attention_mask: jax.Array, *, pooling: str = "mean",
-                   normalize: bool = True) -> jax.Array:
-        """[B, hidden] fp32 sequence embeddings: final states pooled over the mask, optionally L2-normalised."""
-        pooled = pool(self.hidden_states(input_ids, attention_mask), attention_mask, pooling)
-        return l2_normalize(pooled) if normalize else pooled
+              normalize: bool = True, segment_ids: jax.Array | None = None, num_segments: int = 0) -> jax.Array:
+        """[B, hidden] fp32 sequence embeddings: final states pooled over the mask, optionally L2-normalised;
+        [B, num_segments, hidden] for packed rows (`segment_ids`)."""
+        hidden = self.hidden_states(input_ids, attention_mask, segment_ids=segment_ids)
+        return sentence_embeddings(hidden, attention_mask, pooling=pooling, normalize=normalize,
+                                   segment_ids=segment_ids, num_segments=num_segments)
 
 
 def key_map(config: QwenConfig) -> list[KeyRule]:

@@ -24,10 +24,11 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import MultiHeadAttention, RelativePositionBias, causal_mask, padding_mask
+from jaxrec.nn.attention import (MultiHeadAttention, RelativePositionBias, causal_mask, padding_mask,
+                                 segment_mask)
 from jaxrec.nn.layers import Dropout, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
-from jaxrec.nn.pooling import l2_normalize, pool
+from jaxrec.nn.pooling import sentence_embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,16 +120,19 @@ class T5Stack(nnx.Module):
         self.dropout = Dropout(config.dropout_rate)
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array, *, encoded: jax.Array | None = None,
-                 encoded_mask: jax.Array | None = None, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> jax.Array:
+                 encoded_mask: jax.Array | None = None, segment_ids: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Embedded tokens [B, L, d] with mask [B, L] (1 = real) -> [B, L, d]; a decoder also attends over
-        `encoded` [B, S, d] with `encoded_mask` [B, S]."""
+        `encoded` [B, S, d] with `encoded_mask` [B, S]. An encoder given `segment_ids` (packed rows, 0 = padding)
+        lets each packed sequence attend to itself only; the relative bias needs no per-sequence positions."""
         kw = dict(deterministic=deterministic, rngs=rngs)
         length = x.shape[1]
         if self.decoder:
             if encoded is None or encoded_mask is None:
                 raise ValueError("a T5 decoder stack needs `encoded` and `encoded_mask`")
             mask, cross_mask = causal_mask(attention_mask), padding_mask(encoded_mask)
+        elif segment_ids is not None:
+            mask, cross_mask = segment_mask(segment_ids), None
         else:
             mask, cross_mask = padding_mask(attention_mask), None
         position_bias = self.relative_bias(length, length)
@@ -147,16 +151,19 @@ class T5Encoder(nnx.Module):
                             param_dtype=jnp.dtype(config.param_dtype), stddev=1.0, rngs=rngs)
         self.encoder = T5Stack(config, rngs=rngs)
 
-    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> jax.Array:
-        """[B, L] ids and mask -> [B, L, d_model] last hidden states."""
-        return self.encoder(self.shared(input_ids), attention_mask, deterministic=deterministic, rngs=rngs)
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *, segment_ids: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """[B, L] ids and mask -> [B, L, d_model] last hidden states (`segment_ids`: packed rows)."""
+        return self.encoder(self.shared(input_ids), attention_mask, segment_ids=segment_ids,
+                            deterministic=deterministic, rngs=rngs)
 
     def embed(self, input_ids: jax.Array, attention_mask: jax.Array, *, pooling: str = "mean",
-              normalize: bool = True) -> jax.Array:
-        """[B, d_model] fp32 sentence embeddings: pooled over the mask, optionally L2-normalised."""
-        pooled = pool(self(input_ids, attention_mask), attention_mask, pooling)
-        return l2_normalize(pooled) if normalize else pooled
+              normalize: bool = True, segment_ids: jax.Array | None = None, num_segments: int = 0) -> jax.Array:
+        """[B, d_model] fp32 sentence embeddings: pooled over the mask, optionally L2-normalised;
+        [B, num_segments, d_model] for packed rows (`segment_ids`)."""
+        hidden = self(input_ids, attention_mask, segment_ids=segment_ids)
+        return sentence_embeddings(hidden, attention_mask, pooling=pooling, normalize=normalize,
+                                   segment_ids=segment_ids, num_segments=num_segments)
 
 
 def stack_key_map(config: T5Config, hf_stack: str, ours: str) -> list[KeyRule]:

@@ -36,6 +36,25 @@ def causal_mask(attention_mask: jax.Array) -> jax.Array:
     return causal[None, None] & attention_mask.astype(bool)[:, None, None, :]
 
 
+def segment_mask(segment_ids: jax.Array, *, causal: bool = False) -> jax.Array:
+    """Packed rows: [B, L] segment ids (0 = padding, 1, 2, ... = the sequences packed into the row) -> [B, 1, L, L]
+    boolean: a token attends only to real tokens of its own sequence (and, if `causal`, not to later ones)."""
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    mask = same & (segment_ids != 0)[:, None, :]
+    if causal:
+        length = segment_ids.shape[1]
+        mask = mask & jnp.tril(jnp.ones((length, length), dtype=bool))[None]
+    return mask[:, None]
+
+
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """[B, L] segment ids of contiguous packed sequences -> each token's position within its own sequence."""
+    index = jnp.arange(segment_ids.shape[1])
+    starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], dtype=bool),
+                              segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+    return index - jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
+
+
 def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
     """Rotary position embedding of [B, L, H, D] at integer `positions` [B, L] or [L] (HF rotate-half: the first
     and second halves of the head dimension are the two coordinates of each rotated pair). Angles in fp32."""

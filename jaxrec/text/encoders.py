@@ -70,8 +70,22 @@ class TextEncoder:
             model = nnx.merge(graphdef, state)
             return model.embed(input_ids, attention_mask, pooling=pooling, normalize=normalize)
 
+        def apply_packed(state: nnx.State, input_ids: jax.Array, segment_ids: jax.Array,
+                         num_segments: int) -> jax.Array:
+            model = nnx.merge(graphdef, state)
+            return model.embed(input_ids, segment_ids != 0, pooling=pooling, normalize=normalize,
+                               segment_ids=segment_ids, num_segments=num_segments)
+
         # The parameters are an argument of the compiled function, not constants baked into it.
         self._apply, self._state = jax.jit(apply), state
+        self._apply_packed = jax.jit(apply_packed, static_argnums=3)
+
+    def embed_packed(self, input_ids: jax.Array, segment_ids: jax.Array, num_segments: int) -> jax.Array:
+        """Packed rows: [B, L] token ids holding several tokenised texts one after another, `segment_ids` [B, L]
+        (0 = padding, s = the s-th text of the row) -> [B, num_segments, dim] fp32, each text embedded exactly as
+        on its own (attention stays within a text; positions restart at 0 for each). Jitted."""
+        return self._apply_packed(self._state, jnp.asarray(input_ids, jnp.int32), jnp.asarray(segment_ids, jnp.int32),
+                                  int(num_segments))
 
     def embed(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
         """[B, L] int token ids and mask (1 = real token, padding on either side) -> [B, dim] fp32 embeddings.
