@@ -40,7 +40,7 @@ def sid_config(**overrides: Any) -> ml_collections.ConfigDict:
         "template": DEFAULT_TEMPLATE,
         "separator": ". ",
         "empty_text": "error",  # or "raw_id": 'item <raw id>' for items with no text (counted)
-        "tokens_per_batch": 8192,
+        "tokens_per_batch": 2048,  # small batches stay in cache: ~20% more tokens/s than 8192 on a 2-core CPU
         "quantizer": dataclasses.asdict(QuantizerConfig()),
         "progress": True,
     })

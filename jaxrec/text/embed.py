@@ -56,7 +56,7 @@ def pack_rows(lengths: np.ndarray, row_length: int) -> list[list[int]]:
     return rows
 
 
-def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, row_length: int = 64, tokens_per_batch: int = 8192,
+def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, row_length: int = 64, tokens_per_batch: int = 2048,
                  progress: bool = True) -> np.ndarray:
     """[len(texts), encoder.dim] float32 embeddings, in the order of `texts`.
 
@@ -78,6 +78,12 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, row_length: int 
         groups.append((long, buckets[int(np.searchsorted(buckets, lengths[long].max()))]))
     pad_id = encoder.tokenizer.pad_token_id or 0
     bar = tqdm(total=len(texts), desc=f"embed ({encoder.name})", unit="text", disable=not progress)
+    pending = None  # the batch in flight: packing the next one overlaps with its computation
+
+    def collect(embedded, where_row, where_segment, members) -> None:
+        out[members] = np.asarray(embedded)[where_row, where_segment]
+        bar.update(len(members))
+
     for indices, length in groups:
         if not len(indices):
             continue
@@ -98,9 +104,12 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, row_length: int 
                     where_row.append(r)
                     where_segment.append(s)
                     members.append(index)
-            embedded = np.asarray(encoder.embed_packed(input_ids, segment_ids, segments))
-            out[members] = embedded[where_row, where_segment]
-            bar.update(len(members))
+            embedded = encoder.embed_packed(input_ids, segment_ids, segments)  # dispatched, not awaited
+            if pending is not None:
+                collect(*pending)
+            pending = (embedded, where_row, where_segment, members)
+    if pending is not None:
+        collect(*pending)
     bar.close()
     return out
 
