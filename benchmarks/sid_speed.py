@@ -105,7 +105,7 @@ def main() -> None:
         rq_vae = time_quantizer(path, {"method": "rq_vae", "levels": 3, "codebook_size": 256, "steps": 3000})
     results = {
         "texts": len(texts),
-        "mean_tokens": float(np.mean([len(t.split()) for t in texts])),
+        "mean_words": float(np.mean([len(t.split()) for t in texts])),
         "encode/ours_first_run_seconds": ours["first_seconds"],
         "encode/ours_warm_seconds": ours["warm_seconds"],
         "encode/ours_load_seconds": ours["load_seconds"],
