@@ -25,6 +25,7 @@ from jaxrec.sid.collisions import with_collision_digit
 from jaxrec.sid.diagnostics import sid_diagnostics
 from jaxrec.sid.quantizers import QuantizerConfig, quantize
 from jaxrec.sid.table import SIDTable
+from jaxrec.text.embed import EmbeddingsError, embed_catalog, embeddings_header, load_embeddings
 from jaxrec.text.item_text import DEFAULT_TEMPLATE, item_texts
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,7 @@ def sid_config(**overrides: Any) -> ml_collections.ConfigDict:
 def embed_stage(config: ml_collections.ConfigDict, catalog: Catalog, folder: Path, *,
                 force: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings of every item's text (row = item_id - 1), loaded when an identical artifact exists."""
-    from jaxrec.text.embed import embed_catalog, load_embeddings
-    from jaxrec.text.encoders import load_text_encoder
+    from jaxrec.text.encoders import load_text_encoder  # flax + transformers: only when a stage runs
 
     template, separator = tuple(config.template), config.separator
     texts, text_report = item_texts(catalog, template, separator, config.empty_text)
@@ -61,11 +61,7 @@ def embed_stage(config: ml_collections.ConfigDict, catalog: Catalog, folder: Pat
         expect = {"encoder": encoder.name, "weights_hash": encoder.weights_hash, "template": list(template),
                   "separator": separator, "items": len(texts)}
         embeddings, header = load_embeddings(folder, expect)
-        from jaxrec.text.embed import embeddings_header
-
         if header["text_hash"] != embeddings_header(encoder, texts, template, separator, text_report)["text_hash"]:
-            from jaxrec.text.embed import EmbeddingsError
-
             raise EmbeddingsError(f"{folder / 'embeddings.json'}: the item texts changed since these embeddings "
                                   f"were made (different catalogue?); use another workdir or --force")
         logger.info(f"reusing {folder / 'embeddings.npy'} ({header['encoder']}, {len(texts)} items)")
@@ -100,8 +96,9 @@ def quantize_stage(embeddings: np.ndarray, embeddings_header: dict[str, Any], qu
     diagnostics["content_hash"] = table.header["content_hash"]
     (folder / DIAGNOSTICS_FILE).write_text(json.dumps(diagnostics, indent=2))
     logger.info(f"SIDs: {quantizer.method} {quantizer.levels} x {quantizer.codebook_size}, level-1 usage "
-                f"{diagnostics['levels'][0]['usage']:.1%}, unique before digit {diagnostics['unique_before_digit']:.1%},"
-                f" largest collision group {diagnostics['largest_collision_group']} -> {table_path}")
+                f"{diagnostics['levels'][0]['usage']:.1%}, unique before digit "
+                f"{diagnostics['unique_before_digit']:.1%}, largest collision group "
+                f"{diagnostics['largest_collision_group']} -> {table_path}")
     return table, diagnostics
 
 
