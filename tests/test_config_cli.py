@@ -156,15 +156,16 @@ def test_quickstart_config_loads():
 
 
 # The quickstart's SASRec, shrunk so CLI tests stay fast.
-TINY_SASREC = ["--config.models.sasrec.train.num_epochs=1", "--config.models.sasrec.train.batch_size=16",
-               "--config.models.sasrec.model.hidden=16", "--config.models.sasrec.model.ffn_hidden=32",
-               "--config.models.sasrec.model.num_layers=1"]
+# The quickstart at test size: a 1-epoch tiny SASRec, and 8 codes per SID level (catalogues here hold 15-150 items).
+TINY_RUN = ["--config.models.sasrec.train.num_epochs=1", "--config.models.sasrec.train.batch_size=16",
+            "--config.models.sasrec.model.hidden=16", "--config.models.sasrec.model.ffn_hidden=32",
+            "--config.models.sasrec.model.num_layers=1", "--config.sid.quantizer.codebook_size=8"]
 
 
 def test_cli_run_quickstart(tmp_path):
     workdir = tmp_path / "run"
     code = main(["run", "--config", str(QUICKSTART), "--workdir", str(workdir),
-                 "--config.data.options.num_users=300", "--config.data.options.num_items=150", *TINY_SASREC])
+                 "--config.data.options.num_users=300", "--config.data.options.num_items=150", *TINY_RUN])
     assert code == 0
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert set(metrics) == {"popularity", "sasrec"}
@@ -184,6 +185,10 @@ def test_cli_run_quickstart(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{16}", saved["config_hash"])
     report = json.loads((workdir / "data_report.json").read_text())
     assert report["stats"]["users"] == 300 and report["stats"]["items"] == 150
+    # The SID stage ran: a table of every item, codebooks of the overridden size.
+    diagnostics = json.loads((workdir / "sid" / "sid_diagnostics.json").read_text())
+    assert diagnostics["items"] == 150 and diagnostics["final_sids_unique"]
+    assert [level["codes_used"] <= 8 for level in diagnostics["levels"]] == [True, True, True]
 
 
 def test_cli_data_stats_synthetic(capsys):
@@ -249,7 +254,7 @@ def test_cli_synthetic_option_of_wrong_type_exit_2(capsys):
 def test_cli_run_catalogue_smaller_than_max_k(tmp_path):
     """15 items while eval.ks goes up to 20: the run must still complete (lists padded with -1)."""
     code = main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "w"),
-                 "--config.data.options.num_users=100", "--config.data.options.num_items=15", *TINY_SASREC])
+                 "--config.data.options.num_users=100", "--config.data.options.num_items=15", *TINY_RUN])
     assert code == 0
     metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
     assert metrics["popularity"]["test"]["invalid_rate@20"] == pytest.approx(5 / 20)
@@ -291,7 +296,7 @@ def test_run_initializes_jax_distributed_when_configured(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(mesh, "initialize_distributed", lambda *args, **kwargs: calls.append((args, kwargs)))
-    overrides = ["--config.data.options.num_users=60", "--config.data.options.num_items=40", *TINY_SASREC]
+    overrides = ["--config.data.options.num_users=60", "--config.data.options.num_items=40", *TINY_RUN]
     assert main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "a"), *overrides]) == 0
     assert calls == []  # single process by default
     assert main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "b"), *overrides,

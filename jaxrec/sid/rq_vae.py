@@ -26,7 +26,7 @@ from jaxrec.sid.quantizers import Quantization, QuantizerConfig
 from jaxrec.sid.rq_kmeans import residual_levels, rq_kmeans
 
 
-class MLP(nnx.Module):
+class DenseStack(nnx.Module):
     """Dense layers with ReLU between them (none after the last); the identity for an empty `dims[1:]`."""
 
     def __init__(self, dims: tuple[int, ...], *, rngs: nnx.Rngs):
@@ -46,8 +46,8 @@ class RQVAE(nnx.Module):
             dims: tuple[int, ...] = (input_dim,)
         else:
             dims = (input_dim, *config.hidden, config.latent_dim)
-        self.encoder = MLP(dims, rngs=rngs)
-        self.decoder = MLP(tuple(reversed(dims)), rngs=rngs)
+        self.encoder = DenseStack(dims, rngs=rngs)
+        self.decoder = DenseStack(tuple(reversed(dims)), rngs=rngs)
         self.codebooks = nnx.Param(jnp.zeros((config.levels, config.codebook_size, dims[-1]), jnp.float32))
         self.beta = config.beta
 
