@@ -11,7 +11,8 @@ import pytest
 
 from jaxrec.decoding import Trie, beam_search, lookup
 
-V = 12  # toy vocabulary; the start token is V (its own row in the model's table)
+V = 13  # the toy model's vocabulary; the start token is V (its own row in the model's table)
+TRIE_V = 12  # the tries' vocabulary: the model's may be larger (padded LM heads), its extra tokens are never allowed
 START = V
 MAX_T = 6
 HASH = 101
@@ -61,14 +62,14 @@ def sid_sequences(seed: int, n: int) -> list[list[int]]:
     return [[c + 3 * level for level, c in enumerate(codes[i])] for i in rng.choice(len(codes), n, replace=False)]
 
 
-EOS = V - 1
+EOS = 11
 TITLES = [[1, 2, EOS], [1, 2, 3, EOS], [1, 4, EOS], [1, EOS], [5, EOS], [5, 6, 7, 8, EOS], [5, 6, 2, EOS],
           [0, 3, 3, 3, 3, EOS], [7, 1, 2, EOS], [EOS]]
 
 
 def run(sequences, *, beam_width, users=3, seed=0, dense=None, **kw):
     step_fn, state = toy_model(seed, users)
-    trie = Trie.from_sequences(sequences, V)
+    trie = Trie.from_sequences(sequences, TRIE_V)
     search = jax.jit(lambda dt, st: beam_search(step_fn, st, dt, beam_width=beam_width, start_token=START, **kw))
     result = jax.tree.map(np.asarray, search(trie.device_arrays(dense_mask=dense), state))
     return result, teacher_forced(step_fn, state, sequences)
@@ -103,6 +104,9 @@ def test_trie_by_hand():
     assert (trie.max_depth, trie.vocab_size, trie.widths()) == (3, 6, [2, 2, 2])
     sids = Trie.from_sequences(np.array([[0, 3, 7], [0, 4, 7], [0, 4, 8], [1, 5, 9], [2, 5, 9]]), vocab_size=10)
     assert sids.widths() == [3, 2, 2] and sids.num_nodes == 1 + 3 + 4 + 5
+    # Dense layout only where the vocabulary is within twice the widest node below the root.
+    assert Trie.from_sequences(list(itertools.product(range(4), repeat=2)), 8).device_arrays().child_mask is not None
+    assert Trie.from_sequences(list(itertools.product(range(4), repeat=2)), 9).device_arrays().child_mask is None
     found = lookup(trie, np.array([[1, 2, 4], [1, 0, -1], [3, 1, -1], [1, 2, -1], [3, 1, 2], [2, -1, -1]]))
     np.testing.assert_array_equal(found, [2, 3, 0, -1, -1, -1])
 
@@ -142,18 +146,17 @@ def test_length_normalization_exact():
     assert not np.array_equal(plain.sequence_index, result.sequence_index)  # the option changes the ranking
 
 
-@pytest.mark.parametrize("sequences", [sid_sequences(1, 40), TITLES], ids=["sids", "titles"])
-def test_narrow_beams_stay_valid(sequences):
-    for dense in (True, False):
-        result, brute = run(sequences, beam_width=4, dense=dense, seed=3)
-        assert result.valid.all()
-        users = np.arange(brute.shape[0])[:, None]
-        np.testing.assert_allclose(result.scores, brute[users, result.sequence_index], rtol=1e-5, atol=1e-5)
-        assert all(len(set(row)) == 4 for row in result.sequence_index)
-        assert (np.diff(result.scores, axis=1) <= 0).all()
-        for b, k in itertools.product(*map(range, result.valid.shape)):
-            seq = sequences[result.sequence_index[b, k]]
-            np.testing.assert_array_equal(result.sequences[b, k, :len(seq)], seq)
+@pytest.mark.parametrize("sequences, dense", [(sid_sequences(1, 40), True), (TITLES, False)], ids=["sids", "titles"])
+def test_narrow_beams_stay_valid(sequences, dense):
+    result, brute = run(sequences, beam_width=4, dense=dense, seed=3)
+    assert result.valid.all()
+    users = np.arange(brute.shape[0])[:, None]
+    np.testing.assert_allclose(result.scores, brute[users, result.sequence_index], rtol=1e-5, atol=1e-5)
+    assert all(len(set(row)) == 4 for row in result.sequence_index)
+    assert (np.diff(result.scores, axis=1) <= 0).all()
+    for b, k in itertools.product(*map(range, result.valid.shape)):
+        seq = sequences[result.sequence_index[b, k]]
+        np.testing.assert_array_equal(result.sequences[b, k, :len(seq)], seq)
 
 
 def reference_beam_search(step_fn, state, beam_width: int, steps: int, end: int | None) -> list[list]:
@@ -190,7 +193,8 @@ def test_unconstrained_matches_plain_beam_search(with_end):
     # An end token the best beam emits at step 1, so that beams do finish early.
     end = reference_beam_search(step_fn, state, k, steps, None)[0][0][0][1] if with_end else None
     reference = reference_beam_search(step_fn, state, k, steps, end)
-    sequences = [list(reference[0][0][0]), [0, 0, 0, 0], list(reference[0][2][0])]  # covers part of the space
+    other = min(set(range(V)) - {prefix[0] for prefix, _, _ in reference[0]})  # starts no beam: no prefix clash
+    sequences = [list(reference[0][0][0]), [other] * 4, list(reference[0][2][0])]  # covers part of the space
     trie = Trie.from_sequences(sequences, V)
     result = jax.jit(lambda dt, st: beam_search(step_fn, st, dt, beam_width=k, start_token=START, num_steps=steps,
                                                 end_token=end, constrained=False))(trie.device_arrays(), state)
@@ -205,7 +209,8 @@ def test_unconstrained_matches_plain_beam_search(with_end):
     np.testing.assert_array_equal(result.valid, np.asarray(result.sequence_index) >= 0)
     assert result.valid.any() and not result.valid.all()
     assert (np.asarray(result.sequences) == -1).any() == with_end  # finished beams are padded
-    plain = beam_search(step_fn, state, None, beam_width=k, start_token=START, num_steps=steps, end_token=end)
+    plain = jax.jit(lambda st: beam_search(step_fn, st, None, beam_width=k, start_token=START, num_steps=steps,
+                                           end_token=end))(state)
     np.testing.assert_array_equal(plain.sequences, result.sequences)
     assert not plain.valid.any()
 
@@ -223,6 +228,6 @@ def test_trie_is_an_argument_not_a_constant():
         return beam_search(step_fn, st, dt, beam_width=25, start_token=START)
 
     for seqs in (sequences, relabelled):
-        result = search(Trie.from_sequences(seqs, V).device_arrays(), state)
+        result = search(Trie.from_sequences(seqs, TRIE_V).device_arrays(), state)
         assert_exact(jax.tree.map(np.asarray, result), teacher_forced(step_fn, state, seqs), seqs)
     assert len(traces) == 1

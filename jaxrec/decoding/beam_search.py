@@ -46,7 +46,7 @@ jax.tree_util.register_dataclass(BeamResult, data_fields=["sequences", "scores",
 
 class _Beams(NamedTuple):
     state: State  # leaves [B, K, ...]
-    token: jax.Array  # [B, K] last token, -1 for finished or dead beams
+    token: jax.Array  # [B, K] last token, -1 for finished beams
     sequences: jax.Array  # [B, K, T]
     score: jax.Array  # [B, K] summed log-probability, -inf if dead
     rank: jax.Array  # [B, K] length-normalised score (the ranking key)
@@ -62,7 +62,7 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
 
     step_fn(state, tokens [B, K], step) -> (log_probs [B, K, V] normalised over the full vocabulary, new state);
     `tokens` are the previous step's choices (`start_token` at step 0; `end_token`, else `start_token`, for
-    finished and dead beams, whose outputs are ignored). `state` leaves come with a leading [B] axis and are
+    finished beams; some in-vocabulary token for dead beams: their outputs are ignored). `state` leaves come with a leading [B] axis and are
     broadcast to [B, K, ...] here, then reordered along K whenever beams are reselected.
 
     `trie`: a `DeviceTrie` (pass it as a jit argument; a `Trie` is converted here and becomes a constant of the
@@ -120,7 +120,7 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
         alive = rank > -jnp.inf
         was_finished = beams.finished[rows, src]
         token = slot if slot_token is None else slot_token[rows, src, slot]
-        token = jnp.where(was_finished | ~alive, -1, token)
+        token = jnp.where(was_finished, -1, token)
         node = beams.node[rows, src]
         if constrained:
             node = jnp.where(was_finished, node, find_child(trie, node, token))
