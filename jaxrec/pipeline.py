@@ -44,16 +44,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     logger.info(f"data: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions "
          f"({split.report['users_dropped_too_short']} users too short for the split)")
 
+    artifacts: dict[str, Any] = {}  # what model families may need from earlier stages
     if "sid" in config:  # the SID stage: embeddings -> quantizer -> SID table (+ diagnostics) under <workdir>/sid
         from jaxrec.sid.build import build_sid
 
-        build_sid(config.sid, dataset.catalog, workdir / "sid")
+        artifacts["sid_table"], _ = build_sid(config.sid, dataset.catalog, workdir / "sid")
 
     ev = config.eval
     metrics: dict[str, Any] = {}
     for name, model_config in config.models.items():
         started = time.perf_counter()
-        recommender = build(model_config.family, model_config, split, workdir / name)
+        recommender = build(model_config.family, model_config, split, workdir / name, artifacts)
         fit_seconds = time.perf_counter() - started
         result: dict[str, Any] = {}
         for stage in ("validation", "test"):

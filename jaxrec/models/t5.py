@@ -1,11 +1,15 @@
 """T5 in NNX: the encoder stack (HF `T5EncoderModel`) for text embeddings, and blocks the TIGER encoder-decoder
-reuses (decoder stacks: causal self-attention with unidirectional relative position buckets + cross-attention).
+reuses (decoder stacks: causal self-attention with unidirectional relative position buckets + cross-attention, or
+without cross-attention for a decoder-only model).
 
 T5 conventions kept here: a shared token embedding; RMS layer norms before each sub-layer and after the stack;
 unscaled attention scores (the 1/sqrt(d) is folded into the initialisation) plus a learned relative position bias
 that the first layer owns in HF checkpoints and every layer of the stack adds (we hold it on the stack); feed-forward
 `relu` (T5 v1.0) or `gated-gelu` (T5 v1.1 / Flan-T5, tanh GELU); no biases anywhere. Dropout sits where HF's does
 (embeddings, attention weights, feed-forward hidden, each residual branch, final norm) for training.
+
+Cached decoding (`T5Stack.__call__(..., return_kv=True)` to prefill, `T5Stack.decode_step` for one position of K
+beams per row) gives the same states as the full causal forward; see `jaxrec.nn.attention.beam_attention`.
 
 Sentence embeddings: mean over the mask (+ optional L2 normalisation). sentence-T5's extra Dense projection
 (`2_Dense/` in a sentence-transformers folder) is not loaded; `jaxrec.text.encoders` refuses such folders.
@@ -24,7 +28,7 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import (MultiHeadAttention, RelativePositionBias, causal_mask, padding_mask,
+from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, RelativePositionBias, causal_mask, padding_mask,
                                  segment_mask)
 from jaxrec.nn.layers import Dropout, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
@@ -44,6 +48,7 @@ class T5Config:
     relative_attention_max_distance: int = 128
     layer_norm_epsilon: float = 1e-6
     feed_forward_proj: str = "relu"  # "relu" | "gated-gelu" | "<act>" | "gated-<act>" (HF names)
+    mlp_layers: int = 1  # hidden layers of the feed-forward (GRID's TIGER: 2, i.e. d -> d_ff -> d_ff -> d)
     dropout_rate: float = 0.0
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
@@ -86,60 +91,133 @@ class T5Block(nnx.Module):
             self.cross_attention_norm = self.cross_attention = None
         self.mlp_norm = RMSNorm(d, **norm)
         self.mlp = MLP(d, config.d_ff, activation_name=config.activation, gated=config.gated,
-                       dropout=config.dropout_rate, **kw)
+                       hidden_layers=config.mlp_layers, dropout=config.dropout_rate, **kw)
         self.dropout = Dropout(config.dropout_rate)
 
     def __call__(self, x: jax.Array, mask: jax.Array, position_bias: jax.Array, *,
                  encoded: jax.Array | None = None, encoded_mask: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None, return_kv: bool = False
+                 ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """[B, L, d] -> [B, L, d]; with `return_kv` also the self-attention keys/values [B, L, H, D] (prefill)."""
         kw = dict(deterministic=deterministic, rngs=rngs)
-        h = self.self_attention(self.self_attention_norm(x), mask, bias=position_bias, **kw)
+        normed = self.self_attention_norm(x)
+        kv = self.self_attention.project_kv(normed) if return_kv else None
+        h = self.self_attention(normed, mask, bias=position_bias, kv=kv, **kw)
         x = x + self.dropout(h, **kw)
         if self.cross_attention is not None:
             h = self.cross_attention(self.cross_attention_norm(x), encoded_mask, context=encoded, **kw)
             x = x + self.dropout(h, **kw)
-        return x + self.dropout(self.mlp(self.mlp_norm(x), **kw), **kw)
+        x = x + self.dropout(self.mlp(self.mlp_norm(x), **kw), **kw)
+        return (x, kv) if return_kv else x
+
+    def decode_step(self, x: jax.Array, step: jax.Array, cache: tuple[jax.Array, jax.Array], own_mask: jax.Array,
+                    own_bias: jax.Array, *, prefix: BeamKeys | None = None, cross: BeamKeys | None = None
+                    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """One decoded position of K beams per row (inference): x [B, K, d] -> [B, K, d], and the KV cache
+        (k, v) [B, K, T, H, D] with this position's keys/values written at index `step`."""
+        normed = self.self_attention_norm(x)
+        k, v = self.self_attention.project_kv(normed)  # [B, K, H, D]
+        cache = tuple(jax.lax.dynamic_update_index_in_dim(c, new.astype(c.dtype), step, axis=2)
+                      for c, new in zip(cache, (k, v)))
+        x = x + self.self_attention.attend_beams(normed, shared=prefix, own=(*cache, own_mask, own_bias))
+        if self.cross_attention is not None:
+            x = x + self.cross_attention.attend_beams(self.cross_attention_norm(x), shared=cross)
+        return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class T5Stack(nnx.Module):
     """A stack of T5 blocks with its relative position bias and final norm; embeddings are passed in (shared).
 
-    Encoder: bidirectional buckets, padding mask. Decoder: unidirectional buckets, causal mask, cross-attention.
+    Encoder: bidirectional buckets, padding mask. Decoder: unidirectional buckets, causal mask, and cross-attention
+    unless `cross_attention=False` (a decoder-only model).
     """
 
-    def __init__(self, config: T5Config, *, decoder: bool = False, rngs: nnx.Rngs):
+    def __init__(self, config: T5Config, *, decoder: bool = False, cross_attention: bool | None = None,
+                 rngs: nnx.Rngs):
         self.decoder = decoder
+        self.has_cross_attention = decoder if cross_attention is None else cross_attention
+        if self.has_cross_attention and not decoder:
+            raise ValueError("cross-attention needs a decoder stack")
         num_layers = (config.num_decoder_layers or config.num_layers) if decoder else config.num_layers
         self.relative_bias = RelativePositionBias(
             config.num_heads, bidirectional=not decoder, num_buckets=config.relative_attention_num_buckets,
             max_distance=config.relative_attention_max_distance, param_dtype=jnp.dtype(config.param_dtype),
             rngs=rngs)
-        self.blocks = nnx.List([T5Block(config, cross_attention=decoder, rngs=rngs) for _ in range(num_layers)])
+        self.blocks = nnx.List([T5Block(config, cross_attention=self.has_cross_attention, rngs=rngs)
+                                for _ in range(num_layers)])
         self.final_norm = RMSNorm(config.d_model, epsilon=config.layer_norm_epsilon, dtype=jnp.dtype(config.dtype),
                                   param_dtype=jnp.dtype(config.param_dtype), rngs=rngs)
         self.dropout = Dropout(config.dropout_rate)
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array, *, encoded: jax.Array | None = None,
                  encoded_mask: jax.Array | None = None, segment_ids: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """Embedded tokens [B, L, d] with mask [B, L] (1 = real) -> [B, L, d]; a decoder also attends over
-        `encoded` [B, S, d] with `encoded_mask` [B, S]. An encoder given `segment_ids` (packed rows, 0 = padding)
-        lets each packed sequence attend to itself only; the relative bias needs no per-sequence positions."""
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None, return_kv: bool = False
+                 ) -> jax.Array | tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]:
+        """Embedded tokens [B, L, d] with mask [B, L] (1 = real) -> [B, L, d]; a decoder with cross-attention also
+        attends over `encoded` [B, S, d] with `encoded_mask` [B, S]. An encoder given `segment_ids` (packed rows,
+        0 = padding) lets each packed sequence attend to itself only; the relative bias needs no per-sequence
+        positions. `return_kv` also returns every layer's self-attention (keys, values) [B, L, H, D] (prefill)."""
         kw = dict(deterministic=deterministic, rngs=rngs)
         length = x.shape[1]
+        cross_mask = None
         if self.decoder:
-            if encoded is None or encoded_mask is None:
-                raise ValueError("a T5 decoder stack needs `encoded` and `encoded_mask`")
-            mask, cross_mask = causal_mask(attention_mask), padding_mask(encoded_mask)
+            mask = causal_mask(attention_mask)
+            if self.has_cross_attention:
+                if encoded is None or encoded_mask is None:
+                    raise ValueError("a T5 decoder stack with cross-attention needs `encoded` and `encoded_mask`")
+                cross_mask = padding_mask(encoded_mask)
         elif segment_ids is not None:
             mask, cross_mask = segment_mask(segment_ids), None
         else:
             mask, cross_mask = padding_mask(attention_mask), None
         position_bias = self.relative_bias(length, length)
         x = self.dropout(x, **kw)
+        kvs = []
         for block in self.blocks:
-            x = block(x, mask, position_bias, encoded=encoded, encoded_mask=cross_mask, **kw)
-        return self.dropout(self.final_norm(x), **kw)
+            x = block(x, mask, position_bias, encoded=encoded, encoded_mask=cross_mask, return_kv=return_kv, **kw)
+            if return_kv:
+                x, kv = x
+                kvs.append(kv)
+        x = self.dropout(self.final_norm(x), **kw)
+        return (x, kvs) if return_kv else x
+
+    def init_cache(self, batch: int, length: int) -> tuple[tuple[jax.Array, jax.Array], ...]:
+        """Zero self-attention KV cache for `length` decoded positions: per layer (k, v) [batch, length, H, D]."""
+        attention = self.blocks[0].self_attention
+        shape = (batch, length, attention.num_heads, attention.head_dim)
+        return tuple((jnp.zeros(shape, attention.dtype), jnp.zeros(shape, attention.dtype)) for _ in self.blocks)
+
+    def cross_kv(self, encoded: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+        """Every layer's cross-attention (keys, values) [B, S, H, D] of the encoder states: once per row."""
+        return [block.cross_attention.project_kv(encoded) for block in self.blocks]
+
+    def decode_step(self, x: jax.Array, step: jax.Array, cache: tuple[tuple[jax.Array, jax.Array], ...], *,
+                    prefix: list[tuple[jax.Array, jax.Array]] | None = None, prefix_mask: jax.Array | None = None,
+                    cross: list[tuple[jax.Array, jax.Array]] | None = None, cross_mask: jax.Array | None = None
+                    ) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
+        """One causal decoding position for K beams per row (inference, no dropout).
+
+        x [B, K, d]: the embedded tokens at decoded position `step` (a traced scalar); `cache` per layer (k, v)
+        [B, K, T, H, D], positions < `step` filled. Decoded positions follow `prefix` (per layer (k, v) [B, P, H, D]
+        from a prefill with `return_kv`, `prefix_mask` [B, P]; a decoder-only model's history) and attend over
+        `cross` (per layer from `cross_kv`, `cross_mask` [B, S]) with cross-attention. Returns the final-normed
+        states [B, K, d] and the cache with this position written: the states equal the full forward's.
+        """
+        length = cache[0][0].shape[2]
+        own_mask = (jnp.arange(length) <= step)[None, None, :]
+        own_bias = self.relative_bias(1, length, query_offset=step)  # decoded keys at prefix_length + t
+        prefix_bias = None
+        if prefix is not None:
+            prefix_length = prefix[0][0].shape[1]
+            prefix_bias = self.relative_bias(1, prefix_length, query_offset=prefix_length + step)
+        new_cache = []
+        for index, block in enumerate(self.blocks):
+            shared = None if prefix is None else (*prefix[index], prefix_mask, prefix_bias)
+            crossed = None if cross is None else (*cross[index], cross_mask, None)
+            x, layer_cache = block.decode_step(x, step, cache[index], own_mask, own_bias, prefix=shared,
+                                               cross=crossed)
+            new_cache.append(layer_cache)
+        return self.final_norm(x), tuple(new_cache)
 
 
 class T5Encoder(nnx.Module):

@@ -8,7 +8,10 @@ One module, configured per family:
   * optional rotary position embedding with Hugging Face's rotate-half convention and a configurable theta;
   * an optional additive bias on the scores (T5's relative position bias) and a configurable query scale (T5 does
     not divide scores by sqrt(head_dim): `query_scale=1.0`);
-  * cross-attention over a `context` sequence (the T5 decoder).
+  * cross-attention over a `context` sequence (the T5 decoder);
+  * cached decoding for beam search (`project_kv` + `attend_beams` / `beam_attention`): each beam is one query,
+    keys shared by a row's beams (encoder states, a prefilled history) are stored once per row, and each beam's
+    own decoded keys come from its KV cache.
 Scores, the bias and the softmax are fp32 whatever the compute dtype. Masks are boolean [B|1, 1|H, Q, K]
 (True = attend). The SASRec `jaxrec.nn.layers.Attention` (fused qkv) is separate and unchanged.
 """
@@ -148,17 +151,27 @@ class MultiHeadAttention(nnx.Module):
         self.dropout = Dropout(dropout)
 
     def __call__(self, x: jax.Array, mask: jax.Array, *, context: jax.Array | None = None,
-                 bias: jax.Array | None = None, positions: jax.Array | None = None, deterministic: bool = True,
+                 bias: jax.Array | None = None, positions: jax.Array | None = None,
+                 kv: tuple[jax.Array, jax.Array] | None = None, deterministic: bool = True,
                  rngs: nnx.Rngs | None = None) -> jax.Array:
         """[B, Q, dim] -> [B, Q, dim], attending over `context` [B, K, dim] (cross-attention) or `x` itself.
 
         `mask` [B|1, 1|H, Q, K] boolean; `bias` [B|1, H, Q, K] added to the scaled scores; `positions` [B, Q] or
-        [Q] for RoPE (default 0..Q-1).
+        [Q] for RoPE (default 0..Q-1); `kv`: the source's keys and values from `project_kv`, for a caller that
+        keeps them (a KV cache) and should not project them twice.
         """
         source = x if context is None else context
-        q, k, v = self.query(x), self.key(source), self.value(source)  # [B, Q, H, D], [B, K, KVH, D]
+        q = self.query(x)  # [B, Q, H, D]
+        if kv is not None:
+            if self.rope_theta is not None:
+                raise ValueError("precomputed keys/values are not supported with rotary embeddings")
+            k, v = kv
+        else:
+            k, v = self.key(source), self.value(source)  # [B, K, KVH, D]
+            if self.key_norm is not None:
+                k = self.key_norm(k)
         if self.query_norm is not None:
-            q, k = self.query_norm(q), self.key_norm(k)
+            q = self.query_norm(q)
         if self.rope_theta is not None:
             if context is not None:
                 raise ValueError("rotary embeddings are for self-attention; got a cross-attention context")
@@ -183,3 +196,55 @@ class MultiHeadAttention(nnx.Module):
         weights = self.dropout(weights, deterministic=deterministic, rngs=rngs)
         attended = jnp.einsum("bkgqs,bskd->bqkgd", weights, v)
         return self.out(attended.reshape(batch, length, self.num_heads, self.head_dim))
+
+    def project_kv(self, source: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys and values [B, S, KVH, D] of `source` [B, S, dim] (key-normed if configured; no RoPE)."""
+        if self.rope_theta is not None:
+            raise ValueError("project_kv does not apply rotary embeddings")
+        k = self.key(source)
+        return (k if self.key_norm is None else self.key_norm(k)), self.value(source)
+
+    def attend_beams(self, x: jax.Array, *, shared: BeamKeys | None = None,
+                     own: BeamKeys | None = None) -> jax.Array:
+        """One decoding position for K beams per row: [B, K, dim] -> [B, K, dim] (see `beam_attention`)."""
+        if self.rope_theta is not None or self.num_kv_heads != self.num_heads:
+            raise ValueError("attend_beams supports plain multi-head attention without rotary embeddings")
+        q = self.query(x)
+        if self.query_norm is not None:
+            q = self.query_norm(q)
+        return self.out(beam_attention(q, shared=shared, own=own, query_scale=self.query_scale, dtype=self.dtype))
+
+
+# (keys, values, mask, bias): see `beam_attention` for the shapes of the shared and the per-beam kind.
+BeamKeys = tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]
+
+
+def beam_attention(q: jax.Array, *, shared: BeamKeys | None = None, own: BeamKeys | None = None,
+                   query_scale: float, dtype=jnp.float32) -> jax.Array:
+    """Attention of one query per beam, q [B, K, H, D] -> [B, K, H, D], over two kinds of keys:
+
+    * `shared` = (k, v [B, S, H, D], mask [B, S], bias [1|B, H, 1|K, S] or None): keys every beam of a row attends
+      to (the encoder states for cross-attention; the prefilled history of a decoder-only model), held once per
+      row, not once per beam;
+    * `own` = (k, v [B, K, T, H, D], mask [1|B, 1|K, T], bias [1|B, H, 1|K, T] or None): each beam's own keys
+      (its KV cache of decoded positions).
+    One fp32 softmax over the union of both, exactly as attention over the concatenated keys.
+    """
+    scores, values = [], []
+    if shared is not None:
+        k, v, mask, bias = shared
+        s = jnp.einsum("bkhd,bshd->bhks", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = s if bias is None else s + bias.astype(jnp.float32)
+        scores.append(jnp.where(mask.astype(bool)[:, None, None, :], s, jnp.finfo(jnp.float32).min))
+        values.append(("bhks,bshd->bkhd", v))
+    if own is not None:
+        k, v, mask, bias = own
+        s = jnp.einsum("bkhd,bkthd->bhkt", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = s if bias is None else s + bias.astype(jnp.float32)
+        scores.append(jnp.where(mask.astype(bool)[:, None], s, jnp.finfo(jnp.float32).min))
+        values.append(("bhkt,bkthd->bkhd", v))
+    if not scores:
+        raise ValueError("beam_attention needs shared or own keys")
+    weights = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dtype)
+    parts = jnp.split(weights, [scores[0].shape[-1]], axis=-1) if len(scores) == 2 else [weights]
+    return sum(jnp.einsum(spec, w, v) for w, (spec, v) in zip(parts, values))
