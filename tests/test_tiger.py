@@ -91,13 +91,14 @@ def test_layout_rejects_bad_input():
 
 
 # ------------------------------------------------------------------------------------------------ cached decoding
-@pytest.mark.parametrize("architecture,separator", [("encoder_decoder", False), ("decoder_only", True)])
-def test_cached_steps_match_teacher_forcing(architecture, separator):
+@pytest.mark.parametrize("architecture,separator,multiple", [("encoder_decoder", False, 1), ("decoder_only", True, 8)])
+def test_cached_steps_match_teacher_forcing(architecture, separator, multiple):
     """Feeding the true target tokens through step_fn (K beams, KV cache, encoder/prefill once) gives the full
-    teacher-forced forward's log-probabilities at every SID position, -inf outside the position's level."""
+    teacher-forced forward's log-probabilities at every SID position, -inf outside the position's level (padded
+    vocabulary rows and head columns included)."""
     table = random_table(30)
     config = tiger.TIGERConfig(level_sizes=table.level_sizes, architecture=architecture, item_separator=separator,
-                               **{**TINY_MODEL, "feed_forward_proj": "gated-gelu"})
+                               vocab_multiple=multiple, **{**TINY_MODEL, "feed_forward_proj": "gated-gelu"})
     model = tiger.TIGER(config, rngs=nnx.Rngs(1))
     layout = config.layout
     token_table = jnp.asarray(layout.item_token_table(table.codes))

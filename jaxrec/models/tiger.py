@@ -124,18 +124,25 @@ class TIGERConfig:
     item_separator: bool = False
     user_bins: int = 0  # hashed user tokens (TIGER: 2,000); needs user ids, which `recommend` does not receive
     beam_width: int = 20  # beam_search keeps max(k, beam_width) beams
+    # Embedding rows and head columns rounded up to a multiple of this (unused, never scored), so that
+    # tensor-parallel meshes divide the vocabulary axis; 1 keeps the parameter count exact.
+    vocab_multiple: int = 1
     dtype: str = "float32"  # compute dtype; weights stay float32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level_sizes", tuple(int(size) for size in self.level_sizes))
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.num_layers < 1 or self.mlp_layers < 1:
-            raise ValueError(f"num_layers and mlp_layers must be >= 1, got {self.num_layers}, {self.mlp_layers}")
+        if min(self.num_layers, self.mlp_layers, self.vocab_multiple) < 1:
+            raise ValueError(f"num_layers, mlp_layers and vocab_multiple must be >= 1, got {self.num_layers}, "
+                             f"{self.mlp_layers}, {self.vocab_multiple}")
 
     @property
     def layout(self) -> SIDTokens:
         return SIDTokens(self.level_sizes, self.item_separator, self.user_bins)
+
+    def padded(self, size: int) -> int:
+        return -(-size // self.vocab_multiple) * self.vocab_multiple
 
     @property
     def t5(self) -> T5Config:
@@ -157,11 +164,11 @@ class TIGER(nnx.Module):
         self.config = config
         layout, t5, dtype = config.layout, config.t5, jnp.dtype(config.dtype)
         cross = config.architecture == "encoder_decoder"
-        self.embed = Embed(layout.vocab_size, config.d_model, dtype=dtype, stddev=1.0, rngs=rngs)
+        self.embed = Embed(config.padded(layout.vocab_size), config.d_model, dtype=dtype, stddev=1.0, rngs=rngs)
         self.encoder = T5Stack(t5, rngs=rngs) if cross else None
         self.decoder = T5Stack(t5, decoder=True, cross_attention=cross, rngs=rngs)
-        self.heads = Dense((config.d_model,), (layout.num_code_tokens,), ("embed", "vocab"), use_bias=False,
-                           dtype=dtype, rngs=rngs)
+        self.heads = Dense((config.d_model,), (config.padded(layout.num_code_tokens),), ("embed", "vocab"),
+                           use_bias=False, dtype=dtype, rngs=rngs)
         scale = config.d_kv ** -0.5  # T5's initialisation: unscaled scores, 1/sqrt(d_kv) folded into the query
         for stack in (self.encoder, self.decoder):
             for block in stack.blocks if stack is not None else ():
@@ -192,8 +199,9 @@ class TIGER(nnx.Module):
     def level_logits(self, states: jax.Array, levels: jax.Array) -> jax.Array:
         """States [..., d] -> fp32 logits over the code tokens [..., num_code_tokens], -inf outside the level in
         `levels` (broadcast against the leading axes)."""
-        logits = self.heads(states).astype(jnp.float32)
-        code_levels = jnp.asarray(self.config.layout.code_levels())
+        layout = self.config.layout
+        logits = self.heads(states)[..., :layout.num_code_tokens].astype(jnp.float32)
+        code_levels = jnp.asarray(layout.code_levels())
         return jnp.where(code_levels == jnp.asarray(levels)[..., None], logits, -jnp.inf)
 
     def vocab_log_probs(self, states: jax.Array, levels: jax.Array) -> jax.Array:
