@@ -1,7 +1,11 @@
-"""The README's main job: every model family on the embedded synthetic store (offline, about a minute on 2 cores)."""
+"""The README's main job: every model family on the embedded synthetic store (offline, a few minutes on 2 cores):
+popularity, SASRec, and item text -> MiniLM -> Semantic IDs -> a small TIGER with constrained beam search."""
+
+from pathlib import Path
 
 import ml_collections
 
+from jaxrec.config import load_config
 from jaxrec.models import sasrec
 from jaxrec.sid.build import sid_config
 from jaxrec.train.defaults import distributed_config
@@ -28,5 +32,13 @@ def get_config() -> ml_collections.ConfigDict:
             batch_size=128, num_epochs=12, bucket_lengths=(16, 51),
             optimizer={"learning_rate": 3e-3},  # merged into the default optimizer group
             early_stopping={"metric": "ndcg@10", "patience": 3}, log_every_steps=22, progress=False),
+        # A small TIGER over the SIDs above (configs/tiger_synthetic.py's model), trained for a few epochs.
+        "tiger": _tiger_entry(),
     })
     return config
+
+
+def _tiger_entry() -> ml_collections.ConfigDict:
+    entry = load_config(Path(__file__).with_name("tiger_synthetic.py")).models.tiger
+    entry.train.update({"num_epochs": 6, "progress": False})
+    return entry

@@ -7,6 +7,7 @@
   jaxrec run --config configs/<name>.py --workdir DIR [--config.a.b=value ...]
   jaxrec embed --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
   jaxrec sid --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
+  jaxrec predict --workdir RUN [--model NAME] [--k 10] [--raw-ids] (--history "12 7 301" ... | --histories FILE)
 
 Data and config errors print one clear line (file, line or field, and what was expected) and exit with status 2.
 """
@@ -83,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         stage.add_argument("--workdir", required=True, help="folder for the artifacts")
         stage.add_argument("--force", action="store_true", help="rebuild artifacts that exist with other inputs")
         stage.set_defaults(handler=handler)
+
+    predict = commands.add_parser("predict", help="recommendations of a finished run for given histories "
+                                  "(JSON lines: item ids, raw ids, titles)")
+    predict.add_argument("--workdir", required=True, help="a `jaxrec run` directory")
+    predict.add_argument("--model", default=None, help="model name in the run's config (default: its only "
+                         "trained model)")
+    predict.add_argument("--k", type=int, default=10)
+    predict.add_argument("--raw-ids", action="store_true", help="histories are raw ids (e.g. ASINs), not 1..N")
+    given = predict.add_mutually_exclusive_group(required=True)
+    given.add_argument("--history", action="append", help="one history, item ids oldest first (repeatable)")
+    given.add_argument("--histories", help="a file with one history per line")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
@@ -154,6 +167,20 @@ def _sid(args: argparse.Namespace, extra: list[str]) -> int:
     config, catalog = _sid_inputs(args, extra)
     build_sid(config.sid, catalog, args.workdir, force=args.force)
     print(Path(args.workdir) / DIAGNOSTICS_FILE)
+    return 0
+
+
+def _predict(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from jaxrec.predict import predict
+
+    if args.histories:
+        lines, source = Path(args.histories).read_text().splitlines(), args.histories
+    else:
+        lines, source = args.history, "--history"
+    for answer in predict(args.workdir, lines, model=args.model, k=args.k, use_raw_ids=args.raw_ids, source=source):
+        print(json.dumps(answer))
     return 0
 
 

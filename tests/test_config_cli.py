@@ -156,10 +156,14 @@ def test_quickstart_config_loads():
 
 
 # The quickstart's SASRec, shrunk so CLI tests stay fast.
-# The quickstart at test size: a 1-epoch tiny SASRec, and 8 codes per SID level (catalogues here hold 15-150 items).
+# The quickstart at test size: 1-epoch tiny SASRec and TIGER, 8 codes per SID level (catalogues hold 15-150 items).
 TINY_RUN = ["--config.models.sasrec.train.num_epochs=1", "--config.models.sasrec.train.batch_size=16",
             "--config.models.sasrec.model.hidden=16", "--config.models.sasrec.model.ffn_hidden=32",
-            "--config.models.sasrec.model.num_layers=1", "--config.sid.quantizer.codebook_size=8"]
+            "--config.models.sasrec.model.num_layers=1", "--config.sid.quantizer.codebook_size=8",
+            "--config.models.tiger.train.num_epochs=1", "--config.models.tiger.train.batch_size=64",
+            "--config.models.tiger.model.num_layers=1", "--config.models.tiger.model.d_model=16",
+            "--config.models.tiger.model.d_ff=32", "--config.models.tiger.model.dropout=0.0",
+            "--config.models.tiger.model.beam_width=20"]
 
 
 def test_cli_run_quickstart(tmp_path):
@@ -168,7 +172,8 @@ def test_cli_run_quickstart(tmp_path):
                  "--config.data.options.num_users=300", "--config.data.options.num_items=150", *TINY_RUN])
     assert code == 0
     metrics = json.loads((workdir / "metrics.json").read_text())
-    assert set(metrics) == {"popularity", "sasrec"}
+    assert set(metrics) == {"popularity", "sasrec", "tiger"}
+    assert metrics["tiger"]["test"]["invalid_rate@20"] == 0.0  # constrained beams only reach real items
     for model in metrics:
         for stage in ("validation", "test"):
             result = metrics[model][stage]
@@ -189,6 +194,31 @@ def test_cli_run_quickstart(tmp_path):
     diagnostics = json.loads((workdir / "sid" / "sid_diagnostics.json").read_text())
     assert diagnostics["items"] == 150 and diagnostics["final_sids_unique"]
     assert [level["codes_used"] <= 8 for level in diagnostics["levels"]] == [True, True, True]
+
+
+def test_cli_predict_from_a_run(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert main(["run", "--config", str(QUICKSTART), "--workdir", str(workdir), "--config.data.options.num_users=100",
+                 "--config.data.options.num_items=40", *TINY_RUN]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--workdir", str(workdir), "--model", "tiger", "--k", "5",
+                 "--history", "3 17 8", "--history", "40"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["history"] for a in answers] == [[3, 17, 8], [40]]
+    for answer in answers:
+        assert len(answer["items"]) == 5 == len(set(answer["items"])) and all(1 <= i <= 40 for i in answer["items"])
+        assert len(answer["titles"]) == 5
+    # The same history given as raw ids gives the same answer.
+    raw = " ".join(generate(SyntheticConfig(num_users=100, num_items=40, seed=0)).catalog.raw_ids[i - 1]
+                   for i in (3, 17, 8))
+    assert main(["predict", "--workdir", str(workdir), "--model", "tiger", "--k", "5", "--raw-ids",
+                 "--history", raw]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["items"] == answers[0]["items"]
+    # Bad input: one line naming the problem, exit status 2.
+    assert main(["predict", "--workdir", str(workdir), "--model", "tiger", "--history", "3 99"]) == 2
+    assert "--history: line 1: '99' is not a known item id (1..40)" in capsys.readouterr().err
+    assert main(["predict", "--workdir", str(workdir), "--history", "3"]) == 2
+    assert "choose a model with --model" in capsys.readouterr().err
 
 
 def test_cli_data_stats_synthetic(capsys):
@@ -296,10 +326,19 @@ def test_run_initializes_jax_distributed_when_configured(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(mesh, "initialize_distributed", lambda *args, **kwargs: calls.append((args, kwargs)))
-    overrides = ["--config.data.options.num_users=60", "--config.data.options.num_items=40", *TINY_RUN]
-    assert main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "a"), *overrides]) == 0
+    config = tmp_path / "popularity_only.py"  # the distributed start-up does not depend on the models
+    config.write_text(
+        "import ml_collections\n"
+        "from jaxrec.train.defaults import distributed_config\n"
+        "def get_config():\n"
+        "    return ml_collections.ConfigDict({'distributed': distributed_config(),\n"
+        "        'data': {'source': 'synthetic', 'path': '', 'on_short': 'drop',\n"
+        "                 'options': {'num_users': 60, 'num_items': 40, 'seed': 0}},\n"
+        "        'eval': {'ks': (5, 10), 'max_history': 20},\n"
+        "        'models': {'popularity': {'family': 'popularity'}}})\n")
+    assert main(["run", "--config", str(config), "--workdir", str(tmp_path / "a")]) == 0
     assert calls == []  # single process by default
-    assert main(["run", "--config", str(QUICKSTART), "--workdir", str(tmp_path / "b"), *overrides,
+    assert main(["run", "--config", str(config), "--workdir", str(tmp_path / "b"),
                  "--config.distributed.enabled=True", "--config.distributed.coordinator_address=10.0.0.1:1234",
                  "--config.distributed.num_processes=1", "--config.distributed.process_id=0"]) == 0
     assert calls == [(("10.0.0.1:1234", 1, 0), {"force": True})]

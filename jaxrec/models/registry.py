@@ -1,7 +1,8 @@
-"""Model families by name. A family builds a fitted `Recommender` from its config and the split.
+"""Model families by name: `build` fits a `Recommender` from its config and the split, `load` restores a finished
+run's best checkpoint (for `jaxrec predict`).
 
-Each later family (SASRec, TIGER, LLM-as-RS) registers here with the same signature, so the run pipeline and the
-evaluator never special-case a model. `artifacts` carries what earlier stages of the run built (`sid_table`: the
+Each trained family (SASRec, TIGER, later LLM-as-RS) registers a `ModelFamily` factory here, so the run pipeline and
+the evaluator never special-case a model. `artifacts` carries what earlier stages of the run built (`sid_table`: the
 `SIDTable` of the SID stage), passed explicitly instead of being looked up on disk.
 """
 
@@ -21,36 +22,17 @@ from jaxrec.eval.evaluator import Recommender
 if TYPE_CHECKING:
     from jaxrec.train.trainer import ModelFamily
 
-Builder = Callable[[ml_collections.ConfigDict, LeaveOneOut, Path, Mapping[str, Any]], Recommender]
+FamilyFactory = Callable[[ml_collections.ConfigDict, LeaveOneOut, Mapping[str, Any]], "ModelFamily"]
 
 
-def _popularity(config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
-                artifacts: Mapping[str, Any]) -> Recommender:
-    from jaxrec.models.popularity import Popularity
-
-    return Popularity.fit(split, exclude_history=config.get("exclude_history", False))
-
-
-def _fit(family: ModelFamily, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path) -> Recommender:
-    """Train a `ModelFamily` with the shared trainer; fit.json records the run; the best checkpoint recommends."""
-    from jaxrec.train.trainer import Trainer
-
-    trainer = Trainer(family, config.train, workdir)
-    result = trainer.fit(split)
-    (workdir / "fit.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
-    return trainer.recommender(trainer.best_params)
-
-
-def _sasrec(config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
-            artifacts: Mapping[str, Any]) -> Recommender:
+def _sasrec(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any]) -> ModelFamily:
     from jaxrec.models import sasrec
 
     model_config = sasrec.SASRecConfig(num_items=split.dataset.num_items, **config.model.to_dict())
-    return _fit(sasrec.family(model_config), config, split, workdir)
+    return sasrec.family(model_config)
 
 
-def _tiger(config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
-           artifacts: Mapping[str, Any]) -> Recommender:
+def _tiger(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any]) -> ModelFamily:
     from jaxrec.models import tiger
 
     table = artifacts.get("sid_table")
@@ -58,14 +40,43 @@ def _tiger(config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
         raise ValueError("model family 'tiger' needs the run's SID table: add a `sid` group to the config "
                          "(jaxrec run builds it under <workdir>/sid), e.g. configs/tiger_synthetic.py")
     model_config = tiger.TIGERConfig(level_sizes=table.level_sizes, **config.model.to_dict())
-    return _fit(tiger.family(model_config, table, split), config, split, workdir)
+    return tiger.family(model_config, table, split)
 
 
-FAMILIES: dict[str, Builder] = {"popularity": _popularity, "sasrec": _sasrec, "tiger": _tiger}
+# Families trained by the shared trainer; popularity is counted, not trained.
+TRAINED: dict[str, FamilyFactory] = {"sasrec": _sasrec, "tiger": _tiger}
+FAMILIES = ("popularity", *TRAINED)
+
+
+def _check(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
 
 
 def build(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
           artifacts: Mapping[str, Any] | None = None) -> Recommender:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[family](config, split, workdir, artifacts or {})
+    """Fit `family` (training resumes from `workdir`'s checkpoints); fit.json records a trained run."""
+    _check(family)
+    if family == "popularity":
+        from jaxrec.models.popularity import Popularity
+
+        return Popularity.fit(split, exclude_history=config.get("exclude_history", False))
+    from jaxrec.train.trainer import Trainer
+
+    trainer = Trainer(TRAINED[family](config, split, artifacts or {}), config.train, workdir)
+    result = trainer.fit(split)
+    (workdir / "fit.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    return trainer.recommender(trainer.best_params)
+
+
+def load(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
+         artifacts: Mapping[str, Any] | None = None) -> Recommender:
+    """The recommender of a finished run without training: the best checkpoint under `workdir` (popularity is
+    recounted from the split, which is what fitting it means)."""
+    _check(family)
+    if family == "popularity":
+        return build(family, config, split, workdir, artifacts)
+    from jaxrec.train.trainer import Trainer
+
+    trainer = Trainer(TRAINED[family](config, split, artifacts or {}), config.train, workdir)
+    return trainer.recommender(trainer.restore_best())

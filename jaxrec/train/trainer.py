@@ -164,6 +164,20 @@ class Trainer:
     def recommender(self, params: nnx.State) -> _Recommender:
         return _Recommender(self, params)
 
+    def restore_best(self) -> nnx.State:
+        """Parameters of the best checkpoint of the run in `workdir` (finished or interrupted), without training."""
+        directory = self.workdir / "checkpoints"
+        checkpointer = Checkpointer(directory, async_save=False)
+        latest = checkpointer.latest_step()
+        if latest is None:
+            raise FileNotFoundError(f"no checkpoints under {directory}: train this model first (jaxrec run)")
+        state = self.init_state(1)
+        _, _, meta = checkpointer.restore(latest, state)
+        best = meta["best_step"] if meta.get("best_step", -1) >= 0 else latest
+        best_state, _, _ = checkpointer.restore(best, state)
+        checkpointer.close()
+        return best_state.params
+
     # ------------------------------------------------------------------------------------------------ fit
     def fit(self, split: LeaveOneOut) -> FitResult:
         """Train with periodic validation and early stopping, then test the best checkpoint."""
