@@ -62,8 +62,9 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
 
     step_fn(state, tokens [B, K], step) -> (log_probs [B, K, V] normalised over the full vocabulary, new state);
     `tokens` are the previous step's choices (`start_token` at step 0; `end_token`, else `start_token`, for
-    finished beams; some in-vocabulary token for dead beams: their outputs are ignored). `state` leaves come with a leading [B] axis and are
-    broadcast to [B, K, ...] here, then reordered along K whenever beams are reselected.
+    finished beams; some in-vocabulary token for dead beams: their outputs are ignored). `state` leaves come with a
+    leading [B] axis; step 0 is called with [B, 1] (one beam per user), later steps with [B, K], and the state is
+    reordered along K whenever beams are reselected.
 
     `trie`: a `DeviceTrie` (pass it as a jit argument; a `Trie` is converted here and becomes a constant of the
     compiled program), or None for plain beam search. `constrained=False` searches the full vocabulary but still
@@ -134,12 +135,14 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
             length=jnp.where(was_finished, beams.length[rows, src], step + 1),
             node=jnp.where(alive, node, 0), finished=alive & finished)
 
-    zeros = jnp.zeros((batch, k), jnp.int32)
+    # Step 0 runs the model once per user (one source beam, [B, 1]); its top K continuations gather that beam's
+    # state K times, so the model never computes K identical first steps.
+    zeros = jnp.zeros((batch, 1), jnp.int32)
     beams = _Beams(
-        state=jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (batch, k) + x.shape[1:]), state),
-        token=zeros + start_token, sequences=jnp.full((batch, k, num_steps), -1, jnp.int32),
-        score=jnp.zeros((batch, k), jnp.float32), rank=jnp.zeros((batch, k), jnp.float32), length=zeros,
-        node=zeros, finished=jnp.zeros((batch, k), bool))
+        state=jax.tree.map(lambda x: x[:, None], state),
+        token=zeros + start_token, sequences=jnp.full((batch, 1, num_steps), -1, jnp.int32),
+        score=jnp.zeros((batch, 1), jnp.float32), rank=jnp.zeros((batch, 1), jnp.float32), length=zeros,
+        node=zeros, finished=jnp.zeros((batch, 1), bool))
     beams = advance(beams, jnp.int32(0), root=True)
     beams, _ = jax.lax.scan(lambda b, step: (advance(b, step, root=False), None), beams,
                             jnp.arange(1, num_steps, dtype=jnp.int32))
