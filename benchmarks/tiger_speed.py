@@ -9,7 +9,8 @@ batch 256, AdamW. Differences that remain: ours scores each target token with it
 head over the whole SID vocabulary (slightly more head compute on the HF side). Step times are medians of
 individually timed steps after warm-up, data loading excluded. Evaluation: ours runs every one of the 22,363 test
 users (beam 20, jitted end to end, compilation excluded); HF `generate` (beam 20, 20 sequences, 4 new tokens,
-constrained by a Python prefix trie) runs on the first `--hf-users` users and is reported as users/s. The SID
+constrained by a Python prefix trie) runs on the first `--hf-users` users (1,024 by default, after a warm-up
+call) and is reported as users/s. The SID
 table comes from `jaxrec sid --config configs/sid_beauty.py` (built into --sid-workdir if absent). Targets (TIGER
 issue): train step >= 2x, evaluation >= 5x.
 """
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "amazon-beauty-2014"))
     parser.add_argument("--sid-workdir", default=str(ROOT / "runs" / "bench_sid_beauty"))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--hf-users", type=int, default=256)
+    parser.add_argument("--hf-users", type=int, default=1024)
     args = parser.parse_args()
 
     import torch

@@ -66,6 +66,11 @@ def generate_users_per_second(model: transformers.T5ForConditionalGeneration, hi
     def prefix_allowed_tokens(batch_id: int, decoded: torch.Tensor) -> list[int]:
         return allowed.get(tuple(decoded.tolist()[1:]), [0])  # drop the decoder start token
 
+    with torch.no_grad():  # warm-up: the first generate call pays one-off set-up costs
+        warm = torch.as_tensor(history[:2], dtype=torch.long)
+        model.generate(input_ids=warm, attention_mask=(warm != 0).long(), num_beams=beam_width,
+                       num_return_sequences=beam_width, max_new_tokens=depth, min_new_tokens=depth, do_sample=False,
+                       early_stopping=False, prefix_allowed_tokens_fn=prefix_allowed_tokens)
     invalid = total = 0
     started = time.perf_counter()
     with torch.no_grad():
