@@ -46,6 +46,19 @@ def device() -> str:
     return text
 
 
+def run_jaxrec(arguments: list[str], workdir: str | Path) -> tuple[str, float]:
+    """Run this environment's `jaxrec` CLI from the repository root in a fresh `workdir` (removed first, so nothing
+    is resumed or reused); returns the command as recorded and its wall seconds."""
+    import shutil
+    import time
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    command = [str(Path(sys.executable).parent / "jaxrec"), *arguments]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
+    return " ".join(["jaxrec", *arguments]), time.perf_counter() - started
+
+
 def record(name: str, results: dict[str, Any], command: str | None = None) -> Path:
     """Write benchmarks/results/<name>.json and return its path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

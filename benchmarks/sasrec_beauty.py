@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from benchmarks.record import record
+from benchmarks.record import record, run_jaxrec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,13 +22,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "bench_sasrec_beauty"))
     parser.add_argument("overrides", nargs="*", help="extra --config.a.b=value overrides")
     args = parser.parse_args()
-    shutil.rmtree(args.workdir, ignore_errors=True)  # a fresh run, never a resumed one
-    jaxrec = str(Path(sys.executable).parent / "jaxrec")
-    command = [jaxrec, "run", "--config", "configs/sasrec_beauty.py", "--workdir", args.workdir,
-               f"--config.data.path={args.data}", "--config.models.sasrec.train.progress=False", *args.overrides]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    wall = time.perf_counter() - started
+    command, wall = run_jaxrec(["run", "--config", "configs/sasrec_beauty.py", "--workdir", args.workdir,
+                                f"--config.data.path={args.data}", "--config.models.sasrec.train.progress=False",
+                                *args.overrides], args.workdir)
     metrics = json.loads((Path(args.workdir) / "metrics.json").read_text())
     fit = json.loads((Path(args.workdir) / "sasrec" / "fit.json").read_text())
     results = {f"test/{k}": v for k, v in metrics["sasrec"]["test"].items() if "@" in k}
@@ -47,7 +39,7 @@ def main() -> None:
                               "ndcg@10": h["validation/ndcg@10"]} for h in fit["history"]],
         "popularity/test/recall@10": metrics["popularity"]["test"]["recall@10"],
     })
-    record("sasrec_beauty", results, command=" ".join(["jaxrec", *command[1:]]))
+    record("sasrec_beauty", results, command=command)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from benchmarks.record import record
+from benchmarks.record import record, run_jaxrec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,13 +22,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "bench_sid_beauty"))
     parser.add_argument("overrides", nargs="*", help="extra --config.a.b=value overrides")
     args = parser.parse_args()
-    shutil.rmtree(args.workdir, ignore_errors=True)  # fresh artifacts, never reused ones
-    jaxrec = str(Path(sys.executable).parent / "jaxrec")
-    command = [jaxrec, "sid", "--config", "configs/sid_beauty.py", "--workdir", args.workdir,
-               f"--config.data.path={args.data}", "--config.sid.progress=False", *args.overrides]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    wall = time.perf_counter() - started
+    command, wall = run_jaxrec(["sid", "--config", "configs/sid_beauty.py", "--workdir", args.workdir,
+                                f"--config.data.path={args.data}", "--config.sid.progress=False", *args.overrides],
+                               args.workdir)
     workdir = Path(args.workdir)
     diagnostics = json.loads((workdir / "sid_diagnostics.json").read_text())
     embeddings = json.loads((workdir / "embeddings.json").read_text())
@@ -54,7 +46,7 @@ def main() -> None:
         "template": embeddings["template"],
     }
     results["nearest_last_level"] = nearest_last_level(workdir)
-    record("sid_beauty", results, command=" ".join(["jaxrec", *command[1:]]))
+    record("sid_beauty", results, command=command)
 
 
 def nearest_last_level(workdir: Path) -> dict:

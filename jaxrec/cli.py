@@ -136,13 +136,13 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _sid_inputs(args: argparse.Namespace, extra: list[str]):
     from jaxrec.config import ConfigError, load_config
-    from jaxrec.data.sources import load_dataset
+    from jaxrec.data.sources import load_configured
 
     config = load_config(args.config, extra)
     if "sid" not in config:
         raise ConfigError(f"{args.config}: no 'sid' group (see configs/sid_beauty.py)")
     data = config.data
-    dataset = load_dataset(data.source, data.get("path") or None, **data.get("options", {}).to_dict())
+    dataset = load_configured(data)
     return config, dataset.catalog
 
 

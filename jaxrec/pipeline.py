@@ -12,7 +12,7 @@ from typing import Any
 import ml_collections
 
 from jaxrec.config import config_hash
-from jaxrec.data.sources import load_dataset
+from jaxrec.data.sources import load_configured
 from jaxrec.data.splits import leave_one_out
 from jaxrec.eval.evaluator import evaluate
 from jaxrec.models.registry import build
@@ -36,7 +36,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         {"config": config.to_dict(), "config_hash": config_hash(config)}, indent=2, default=str))
     started = time.perf_counter()
     data = config.data
-    dataset = load_dataset(data.source, data.get("path") or None, **data.get("options", {}).to_dict())
+    dataset = load_configured(data)
     split = leave_one_out(dataset, on_short=data.get("on_short", "drop"))
     stats = dataset.stats()
     (workdir / "data_report.json").write_text(json.dumps(

@@ -15,7 +15,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxrec.data.sources import load_dataset
+from jaxrec.data.sources import load_configured
 from jaxrec.data.splits import leave_one_out
 from jaxrec.data.types import PAD_ITEM, DataError
 
@@ -65,7 +65,7 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
     if name is None or name not in config.models:
         raise DataError(f"{workdir}: choose a model with --model (this run has {sorted(config.models)})")
     data = config.data
-    dataset = load_dataset(data.source, data.get("path") or None, **data.get("options", {}).to_dict())
+    dataset = load_configured(data)
     split = leave_one_out(dataset, on_short=data.get("on_short", "drop"))
     artifacts: dict[str, Any] = {}
     if "sid" in config:

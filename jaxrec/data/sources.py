@@ -16,6 +16,11 @@ from jaxrec.data.types import DataError, Dataset
 SOURCES = ("p5", "amazon2014", "movielens", "synthetic")
 
 
+def load_configured(data: Any) -> Dataset:
+    """The dataset a config's `data` group names (`source`, `path`, `options`), as `jaxrec run` loads it."""
+    return load_dataset(data.source, data.get("path") or None, **data.get("options", {}).to_dict())
+
+
 def load_dataset(source: str, path: str | Path | None = None, **options: Any) -> Dataset:
     """Load a dataset from a named source; `path` is required for every source but "synthetic"."""
     if source not in SOURCES:

@@ -79,7 +79,7 @@ def sid_diagnostics(quantization: Quantization, final_codes: np.ndarray, codeboo
                                   zip(*np.unique(group_sizes, return_counts=True))},
         "final_sids_unique": bool(len(np.unique(final_codes, axis=0)) == items),
         "level_reconstruction_error": quantization.level_errors,
-        "quantizer": {key: value for key, value in quantization.info.items()},
+        "quantizer": dict(quantization.info),
     }
     categories = leaf_categories(catalog) if catalog is not None else None
     if categories is not None and (categories >= 0).sum() > 1:

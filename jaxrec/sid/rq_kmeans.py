@@ -8,15 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrec.sid.kmeans import kmeans
+from jaxrec.sid.collisions import collision_groups
+from jaxrec.sid.kmeans import distinct_assignment, kmeans, squared_distances
 from jaxrec.sid.quantizers import Quantization, QuantizerConfig
 
 
 def residual_levels(x: jax.Array, codebooks: list[jax.Array] | jax.Array, *,
                     normalize_residuals: bool) -> tuple[jax.Array, jax.Array]:
     """Encode with fixed codebooks: (codes [N, L], squared residual norms after each level [L, N])."""
-    from jaxrec.sid.kmeans import squared_distances
-
     residual, codes, errors = x, [], []
     for codebook in codebooks:
         if normalize_residuals:
@@ -33,12 +32,9 @@ def _unit(x: jax.Array) -> jax.Array:
 
 
 def _distinct_last_codes(residual: jax.Array, centroids: jax.Array, earlier: list[jax.Array]) -> jax.Array:
-    from jaxrec.sid.kmeans import distinct_assignment, squared_distances
-
-    _, groups = np.unique(np.stack([np.asarray(c) for c in earlier], axis=1), axis=0, return_inverse=True)
-    groups = groups.reshape(-1)
+    groups, sizes = collision_groups(np.stack([np.asarray(c) for c in earlier], axis=1))
     return jax.jit(distinct_assignment, static_argnums=2)(
-        squared_distances(residual, centroids), jnp.asarray(groups, jnp.int32), int(groups.max()) + 1)
+        squared_distances(residual, centroids), jnp.asarray(groups, jnp.int32), len(sizes))
 
 
 def rq_kmeans(embeddings: np.ndarray, config: QuantizerConfig) -> Quantization:

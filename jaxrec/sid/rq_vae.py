@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from jaxrec.nn.layers import Dense
+from jaxrec.sid.kmeans import squared_distances
 from jaxrec.sid.quantizers import Quantization, QuantizerConfig
 from jaxrec.sid.rq_kmeans import residual_levels, rq_kmeans
 
@@ -57,9 +58,7 @@ class RQVAE(nnx.Module):
         codebooks = self.codebooks[...]
         for level in range(codebooks.shape[0]):
             codebook = codebooks[level]
-            distances = (jnp.sum(jnp.square(residual), -1, keepdims=True) - 2 * residual @ codebook.T
-                         + jnp.sum(jnp.square(codebook), -1))
-            code = jnp.argmin(distances, axis=-1)
+            code = jnp.argmin(squared_distances(residual, codebook), axis=-1)
             chosen = codebook[code]
             quant_loss = quant_loss + jnp.sum(jnp.square(jax.lax.stop_gradient(residual) - chosen), -1) \
                 + self.beta * jnp.sum(jnp.square(residual - jax.lax.stop_gradient(chosen)), -1)
