@@ -15,7 +15,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def commit() -> str:
-    """HEAD's hash, suffixed with '+dirty' when tracked files differ from it."""
+    """HEAD's hash, suffixed with '+dirty' when tracked files differ from it; where the tree is a copy without git
+    (e.g. sent to an accelerator machine), $JAXREC_COMMIT as the sender gave it, else 'unknown'."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -23,7 +24,7 @@ def commit() -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("JAXREC_COMMIT", "unknown")
     return head + ("+dirty" if dirty else "")
 
 

@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--sid-workdir", default=str(ROOT / "runs" / "bench_sid_beauty"))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--hf-users", type=int, default=1024)
+    parser.add_argument("--name", default="tiger_speed", help="results/<name>.json (e.g. tiger_speed_h100)")
     args = parser.parse_args()
 
     import torch
@@ -118,9 +119,10 @@ def main() -> None:
     results["hf/eval_users_per_s"] = generated["users_per_second"]
     results["hf/invalid_beam_rate"] = generated["invalid_beam_rate"]
     results["torch_version"] = torch.__version__
+    results["torch_device"] = str(hf_t5.DEVICE)
     results["speedup/train_step"] = results["hf/train_step_median_s"] / results["ours/train_step_median_s"]
     results["speedup/eval_users_per_s"] = results["ours/eval_users_per_s"] / results["hf/eval_users_per_s"]
-    record("tiger_speed", results, command="python -m benchmarks.tiger_speed --data " + args.data)
+    record(args.name, results, command=f"python -m benchmarks.tiger_speed --data {args.data} --name {args.name}")
 
 
 if __name__ == "__main__":

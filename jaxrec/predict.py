@@ -20,7 +20,8 @@ from jaxrec.data.splits import leave_one_out
 from jaxrec.data.types import PAD_ITEM, DataError
 
 
-def _run_config(workdir: Path) -> ml_collections.ConfigDict:
+def run_config(workdir: Path) -> ml_collections.ConfigDict:
+    """The resolved config a `jaxrec run` directory was made with (its config.json)."""
     path = workdir / "config.json"
     try:
         return ml_collections.ConfigDict(json.loads(path.read_text())["config"])
@@ -59,7 +60,7 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
     from jaxrec.models import registry
 
     workdir = Path(workdir)
-    config = _run_config(workdir)
+    config = run_config(workdir)
     trained = [name for name, entry in config.models.items() if entry.family in registry.TRAINED]
     name = model or (trained[0] if len(trained) == 1 else None)
     if name is None or name not in config.models:

@@ -67,6 +67,26 @@ def test_build_sid_writes_artifacts_and_reuses_them(tmp_path, catalog):
         build_sid(sid_config(template=("{title}",), quantizer={"codebook_size": 8}), catalog, tmp_path)
 
 
+
+def test_prebuilt_table_is_verified_and_copied(tmp_path, catalog):
+    """sid.table uses a table built elsewhere (no encoder run), copies it and its diagnostics into the run's
+    folder, and refuses a table for another catalogue or quantizer config."""
+    built, _ = build_sid(small_config(), catalog, tmp_path / "built")
+    config = small_config()
+    config.table = str(tmp_path / "built" / "sid_table.npz")
+    table, diagnostics = build_sid(config, catalog, tmp_path / "run" / "sid")
+    np.testing.assert_array_equal(table.codes, built.codes)
+    assert diagnostics["items"] == 150
+    assert SIDTable.load(tmp_path / "run" / "sid" / "sid_table.npz").header == built.header
+    assert not (tmp_path / "run" / "sid" / "embeddings.npy").exists()
+    with pytest.raises(SIDTableError, match="quantizer"):
+        other = small_config(levels=2)
+        other.table = config.table
+        build_sid(other, catalog, tmp_path / "other")
+    smaller = generate(SyntheticConfig(num_users=200, num_items=120, seed=0)).catalog
+    with pytest.raises(SIDTableError, match="150 items, the catalogue 120"):
+        build_sid(config, smaller, tmp_path / "smaller")
+
 def test_build_sid_is_deterministic(tmp_path, catalog):
     a, _ = build_sid(small_config(), catalog, tmp_path / "a")
     b, _ = build_sid(small_config(), catalog, tmp_path / "b")

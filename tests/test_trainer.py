@@ -109,6 +109,17 @@ def test_fit_end_to_end_with_early_stopping(split, tmp_path):
     assert all(np.all(np.isfinite(v)) for v in flat_params(trainer.best_params).values())
 
 
+
+def test_max_train_seconds_stops_after_validating(split, tmp_path):
+    """A spent wall-clock budget validates and saves the step in hand, then stops well before num_steps; with
+    final_evaluation=False fit leaves evaluation to the caller."""
+    config = tiny_train_config(num_steps=10_000, eval_every_steps=1_000, log_every_steps=2, max_train_seconds=1e-9)
+    result = Trainer(tiny_family(), config, tmp_path).fit(split, final_evaluation=False)
+    assert result.out_of_time and not result.stopped_early
+    assert result.steps == 2 and [h["step"] for h in result.history] == [2] and result.best_step == 2
+    assert result.validation == {} and result.test == {}
+    assert checkpoint_steps(tmp_path) == [2]
+
 # ------------------------------------------------------------------------------------------------ 3. NaN
 def test_nan_loss_raises_with_last_good_checkpoint(split, tmp_path):
     """The loss turns NaN from the third update on; fit must stop there, name the step and the last good checkpoint,

@@ -1,4 +1,5 @@
-"""The peer a user would otherwise pick for TIGER: Hugging Face `T5ForConditionalGeneration` on PyTorch (CPU).
+"""The peer a user would otherwise pick for TIGER: Hugging Face `T5ForConditionalGeneration` on PyTorch (on the
+GPU when torch sees one, else the CPU: the same machine as the JAX side).
 
 Two measurements at a size and batch given by the caller:
   * `train_step_seconds`: one AdamW step (forward + backward + update) with teacher forcing on the target SID tokens;
@@ -16,6 +17,14 @@ import torch
 import transformers
 
 
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def t5_model(vocab_size: int, d_model: int, num_layers: int, num_heads: int, d_kv: int, d_ff: int,
              dropout: float = 0.1, seed: int = 0) -> transformers.T5ForConditionalGeneration:
     torch.manual_seed(seed)
@@ -23,7 +32,7 @@ def t5_model(vocab_size: int, d_model: int, num_layers: int, num_heads: int, d_k
                                    num_layers=num_layers, num_decoder_layers=num_layers, num_heads=num_heads,
                                    feed_forward_proj="relu", dropout_rate=dropout, pad_token_id=0, eos_token_id=1,
                                    decoder_start_token_id=0, tie_word_embeddings=False)
-    return transformers.T5ForConditionalGeneration(config)
+    return transformers.T5ForConditionalGeneration(config).to(DEVICE)
 
 
 def train_step_seconds(model: transformers.T5ForConditionalGeneration, history: np.ndarray, target: np.ndarray,
@@ -31,9 +40,9 @@ def train_step_seconds(model: transformers.T5ForConditionalGeneration, history: 
     """Median seconds of one AdamW step on `history` [B, L] (0 = pad) -> `target` [B, T] token ids."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    input_ids = torch.as_tensor(history, dtype=torch.long)
+    input_ids = torch.as_tensor(history, dtype=torch.long, device=DEVICE)
     attention_mask = (input_ids != 0).long()
-    labels = torch.as_tensor(target, dtype=torch.long)
+    labels = torch.as_tensor(target, dtype=torch.long, device=DEVICE)
     times = []
     for step in range(warmup + steps):
         started = time.perf_counter()
@@ -41,6 +50,7 @@ def train_step_seconds(model: transformers.T5ForConditionalGeneration, history: 
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         optimizer.step()
+        _synchronize()
         if step >= warmup:
             times.append(time.perf_counter() - started)
     return float(np.median(times))
@@ -67,7 +77,7 @@ def generate_users_per_second(model: transformers.T5ForConditionalGeneration, hi
         return allowed.get(tuple(decoded.tolist()[1:]), [0])  # drop the decoder start token
 
     with torch.no_grad():  # warm-up: the first generate call pays one-off set-up costs
-        warm = torch.as_tensor(history[:2], dtype=torch.long)
+        warm = torch.as_tensor(history[:2], dtype=torch.long, device=DEVICE)
         model.generate(input_ids=warm, attention_mask=(warm != 0).long(), num_beams=beam_width,
                        num_return_sequences=beam_width, max_new_tokens=depth, min_new_tokens=depth, do_sample=False,
                        early_stopping=False, prefix_allowed_tokens_fn=prefix_allowed_tokens)
@@ -75,13 +85,14 @@ def generate_users_per_second(model: transformers.T5ForConditionalGeneration, hi
     started = time.perf_counter()
     with torch.no_grad():
         for start in range(0, len(history), batch_size):
-            input_ids = torch.as_tensor(history[start:start + batch_size], dtype=torch.long)
+            input_ids = torch.as_tensor(history[start:start + batch_size], dtype=torch.long, device=DEVICE)
             out = model.generate(input_ids=input_ids, attention_mask=(input_ids != 0).long(), num_beams=beam_width,
                                  num_return_sequences=beam_width, max_new_tokens=depth, min_new_tokens=depth,
                                  do_sample=False, early_stopping=False, prefix_allowed_tokens_fn=prefix_allowed_tokens)
             generated = out[:, 1:1 + depth].tolist()
             invalid += sum(tuple(row) not in valid for row in generated)
             total += len(generated)
+    _synchronize()
     seconds = time.perf_counter() - started
     return {"users": len(history), "seconds": seconds, "users_per_second": len(history) / seconds,
             "invalid_beam_rate": invalid / max(total, 1)}

@@ -55,7 +55,8 @@ def _check(family: str) -> None:
 
 def build(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
           artifacts: Mapping[str, Any] | None = None) -> Recommender:
-    """Fit `family` (training resumes from `workdir`'s checkpoints); fit.json records a trained run."""
+    """Fit `family` (training resumes from `workdir`'s checkpoints) and return its best checkpoint's recommender;
+    fit.json records a trained run (steps, best step, validation curve, seconds)."""
     _check(family)
     if family == "popularity":
         from jaxrec.models.popularity import Popularity
@@ -64,7 +65,7 @@ def build(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, wo
     from jaxrec.train.trainer import Trainer
 
     trainer = Trainer(TRAINED[family](config, split, artifacts or {}), config.train, workdir)
-    result = trainer.fit(split)
+    result = trainer.fit(split, final_evaluation=False)  # the caller evaluates the returned recommender
     (workdir / "fit.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
     return trainer.recommender(trainer.best_params)
 

@@ -4,6 +4,9 @@ Artifacts in the stage's folder: `embeddings.npy` + `embeddings.json`, `sid_tabl
 An artifact that exists is reused only when its header says it was made from the same inputs (encoder weights,
 template, texts; quantizer config, embeddings); a different one raises an error instead of being silently
 overwritten or recomputed. `force=True` rebuilds.
+
+`sid.table` names a table built elsewhere (e.g. once for a sweep, or on another machine): it is verified, checked
+against the catalogue and the configured quantizer, and copied into the stage's folder instead of being rebuilt.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from jaxrec.data.types import Catalog
 from jaxrec.sid.collisions import with_collision_digit
 from jaxrec.sid.diagnostics import sid_diagnostics
 from jaxrec.sid.quantizers import QuantizerConfig, quantize
-from jaxrec.sid.table import SIDTable
+from jaxrec.sid.table import SIDTable, SIDTableError
 from jaxrec.text.embed import EmbeddingsError, embed_catalog, embeddings_header, load_embeddings
 from jaxrec.text.item_text import DEFAULT_TEMPLATE, item_texts
 
@@ -43,6 +47,7 @@ def sid_config(**overrides: Any) -> ml_collections.ConfigDict:
         "empty_text": "error",  # or "raw_id": 'item <raw id>' for items with no text (counted)
         "tokens_per_batch": 2048,  # small batches stay in cache: ~20% more tokens/s than 8192 on a 2-core CPU
         "quantizer": dataclasses.asdict(QuantizerConfig()),
+        "table": "",  # path of a prebuilt sid_table.npz to use instead of embedding + quantizing
         "progress": True,
     })
     config.update(overrides)  # recursive: quantizer={"method": "rq_vae"} changes that field only
@@ -104,9 +109,35 @@ def quantize_stage(embeddings: np.ndarray, embeddings_header: dict[str, Any], qu
 
 def build_sid(config: ml_collections.ConfigDict, catalog: Catalog, folder: str | Path, *,
               force: bool = False) -> tuple[SIDTable, dict[str, Any]]:
-    """embed -> quantize -> table for `catalog`, artifacts in `folder`."""
+    """embed -> quantize -> table for `catalog`, artifacts in `folder` (or the prebuilt `config.table`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if config.get("table"):
+        return prebuilt_table(Path(config.table), config, catalog, folder)
     embeddings, header = embed_stage(config, catalog, folder, force=force)
     quantizer = QuantizerConfig.from_dict(config.quantizer.to_dict())
     return quantize_stage(embeddings, header, quantizer, folder, catalog, force=force)
+
+
+def prebuilt_table(path: Path, config: ml_collections.ConfigDict, catalog: Catalog, folder: Path
+                   ) -> tuple[SIDTable, dict[str, Any]]:
+    """Use the table at `path` (and its diagnostics, when beside it): verified, and refused when it covers another
+    number of items or was made by another quantizer config than `config.quantizer`; copied into `folder` so the
+    run directory is self-contained (`jaxrec predict` reads it there)."""
+    table = SIDTable.load(path)
+    if table.num_items != catalog.num_items:
+        raise SIDTableError(f"{path}: the table has {table.num_items} items, the catalogue {catalog.num_items}; it was "
+                            f"built for another dataset")
+    configured = json.loads(json.dumps(dataclasses.asdict(QuantizerConfig.from_dict(config.quantizer.to_dict()))))
+    if table.header.get("quantizer") != configured:
+        raise SIDTableError(f"{path}: made with quantizer {table.header.get('quantizer')}, the config asks for "
+                            f"{configured}; set sid.quantizer to the table's or leave sid.table empty to rebuild")
+    target = folder / TABLE_FILE
+    if target.resolve() != path.resolve():
+        table.save(target)
+        if (path.parent / DIAGNOSTICS_FILE).exists():
+            shutil.copyfile(path.parent / DIAGNOSTICS_FILE, folder / DIAGNOSTICS_FILE)
+    diagnostics_file = folder / DIAGNOSTICS_FILE
+    diagnostics = json.loads(diagnostics_file.read_text()) if diagnostics_file.exists() else {}
+    logger.info(f"using the prebuilt SID table {path} ({table.num_items} items)")
+    return table, diagnostics

@@ -13,6 +13,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
         "batch_size": 128,  # global, across all processes
         "num_epochs": 50,
         "num_steps": 0,  # > 0 overrides num_epochs
+        "max_train_seconds": 0.0,  # > 0: wall-clock budget of the training loop (validation included)
         "grad_accum": 1,
         "compute_dtype": "float32",  # "bfloat16": bf16 compute, fp32 master weights
         "bucket_lengths": (),  # length buckets for padded columns, e.g. (8, 16, 32, 51)

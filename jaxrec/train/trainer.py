@@ -83,6 +83,7 @@ class FitResult:
     eval_seconds: float  # periodic validation inside the loop
     stopped_early: bool
     history: list[dict[str, float]]
+    out_of_time: bool = False  # stopped by `max_train_seconds` before `num_epochs`/`num_steps`
 
 
 class Trainer:
@@ -179,8 +180,13 @@ class Trainer:
         return best_state.params
 
     # ------------------------------------------------------------------------------------------------ fit
-    def fit(self, split: LeaveOneOut) -> FitResult:
-        """Train with periodic validation and early stopping, then test the best checkpoint."""
+    def fit(self, split: LeaveOneOut, final_evaluation: bool = True) -> FitResult:
+        """Train with periodic validation and early stopping, then (with `final_evaluation`) evaluate the best
+        checkpoint on validation and test; a caller that evaluates itself (the run pipeline) passes False.
+
+        `max_train_seconds` > 0 is a wall-clock budget for the loop: when it is spent, the step in hand is
+        validated and saved, and training stops as if the schedule had ended (the learning-rate schedule is still
+        the one of `num_epochs`/`num_steps`, so size those to the budget)."""
         config = self.config
         columns = self.family.training_columns(split)
         local_batch = config.batch_size // jax.process_count()
@@ -208,7 +214,8 @@ class Trainer:
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
         started = time.perf_counter()
         eval_seconds = 0.0
-        stopped_early = False
+        stopped_early = out_of_time = False
+        budget = float(config.get("max_train_seconds", 0) or 0)
         progress = tqdm(total=total_steps, initial=step, desc=f"train {self.family.name}", unit="step",
                         disable=not config.get("progress", True) or jax.process_index() != 0, dynamic_ncols=True)
         window = _ThroughputWindow()
@@ -227,7 +234,9 @@ class Trainer:
                     progress.set_postfix(loss=f"{logged['train/loss']:.4f}",
                                          ex_s=f"{logged['train/examples_per_s']:.0f}",
                                          tok_s=f"{logged['train/tokens_per_s']:.0f}")
-                if step % eval_every == 0 or step == total_steps:
+                if budget and step % config.get("log_every_steps", 50) == 0:
+                    out_of_time = _agreed(time.perf_counter() - started >= budget)
+                if step % eval_every == 0 or step == total_steps or out_of_time:
                     self._check_finite(state, step, checkpointer)
                     eval_started = time.perf_counter()
                     result = evaluate(self.recommender(state.params), split, "validation",
@@ -248,6 +257,10 @@ class Trainer:
                         stopped_early = True
                         logger.info("early stopping: no improvement in %d evaluations", stopping.patience)
                         break
+                    if out_of_time:
+                        logger.info("max_train_seconds=%.0f spent at step %d of %d: stopping", budget, step,
+                                    total_steps)
+                        break
                 elif config.get("checkpoint_every_steps", 0) and step % config.checkpoint_every_steps == 0:
                     self._check_finite(state, step, checkpointer)
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
@@ -266,15 +279,18 @@ class Trainer:
         checkpointer.wait()
         best_state, _, _ = checkpointer.restore(meta["best_step"], state)
         checkpointer.close()
-        recommender = self.recommender(best_state.params)
-        kw = dict(max_history=self.family.history_length, ks=tuple(config.eval_ks))
-        validation = evaluate(recommender, split, "validation", **kw)
-        test = evaluate(recommender, split, "test", **kw)
-        writer.write(meta["best_step"], {f"test/{k}": v for k, v in test.items()})
-        writer.close()
         self.best_params = best_state.params
+        validation: dict[str, float] = {}
+        test: dict[str, float] = {}
+        if final_evaluation:
+            recommender = self.recommender(best_state.params)
+            kw = dict(max_history=self.family.history_length, ks=tuple(config.eval_ks))
+            validation = evaluate(recommender, split, "validation", **kw)
+            test = evaluate(recommender, split, "test", **kw)
+            writer.write(meta["best_step"], {f"test/{k}": v for k, v in test.items()})
+        writer.close()
         return FitResult(meta["best_step"], meta["best_metric"], validation, test, step, train_seconds,
-                         eval_seconds, stopped_early, meta["history"])
+                         eval_seconds, stopped_early, meta["history"], out_of_time)
 
     def _check_finite(self, state: TrainState, step: int, checkpointer: Checkpointer) -> None:
         if bool(state.nonfinite):
@@ -351,6 +367,15 @@ def _sharding_of(mesh):
             return spec
         return NamedSharding(mesh, PartitionSpec())
     return sharding
+
+
+def _agreed(flag: bool) -> bool:
+    """`flag` as process 0 sees it, on every process (so all processes stop at the same step)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
 
 def _main_thread() -> bool:
