@@ -15,8 +15,10 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def commit() -> str:
-    """HEAD's hash, suffixed with '+dirty' when tracked files differ from it; where the tree is a copy without git
-    (e.g. sent to an accelerator machine), $JAXREC_COMMIT as the sender gave it, else 'unknown'."""
+    """$JAXREC_COMMIT when set (a copy of the tree run elsewhere, e.g. on an accelerator machine, whose git
+    metadata may not be the tree's), else HEAD's hash, suffixed with '+dirty' when tracked files differ from it."""
+    if os.environ.get("JAXREC_COMMIT"):
+        return os.environ["JAXREC_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -24,7 +26,7 @@ def commit() -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("JAXREC_COMMIT", "unknown")
+        return "unknown"
     return head + ("+dirty" if dirty else "")
 
 
