@@ -7,7 +7,9 @@ tokens (padded positions are read by nothing).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -22,6 +24,7 @@ from _hf_fixtures import (
     save,
 )
 
+from jaxrec.decoding.beam_search import beam_search
 from jaxrec.models import qwen
 
 TOL = 1e-5
@@ -86,3 +89,74 @@ def test_qwen_rejects_what_it_does_not_implement():
         qwen.QwenConfig.from_hf({**base, "use_sliding_window": True})
     with pytest.raises(ValueError, match="not a Qwen3-style decoder"):
         qwen.QwenConfig.from_hf({**base, "model_type": "gpt2"})
+
+
+# ------------------------------------------------------------------------------------------------ cached decoding
+START = 7  # the fixed last prompt token (a template's answer opener), fed as the beam search's start token
+
+
+def _left_padded_prompts(lengths: list[int], seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded random prompts [B, P] ending in START, and their mask."""
+    ids, mask = batch(lengths, seed=seed)
+    ids[np.arange(len(lengths)), np.asarray(lengths) - 1] = START
+    shifts = ids.shape[1] - np.asarray(lengths)
+    return (np.stack([np.roll(row, s) for row, s in zip(ids, shifts)]),
+            np.stack([np.roll(row, s) for row, s in zip(mask, shifts)]))
+
+
+def test_cached_beam_steps_equal_the_full_forward(tmp_path):
+    """Two beams per row continue a left-padded prompt with different tokens: every cached step's log-probs equal
+    the full forward's over prompt + continuation (GQA over the shared prompt keys and each beam's cache)."""
+    model = qwen.load(save(qwen3_causal_lm(), tmp_path))
+    prompts, mask = _left_padded_prompts([9, 5, 12])
+    steps, beams = 4, 2
+    continuation = np.random.default_rng(2).integers(1, 90, (len(prompts), beams, steps))
+    step_fn, state = model.beam_decoder(jnp.asarray(prompts[:, :-1]), jnp.asarray(mask[:, :-1]), steps)
+    state = jax.tree.map(lambda x: jnp.repeat(x[:, None], beams, axis=1), state)
+    tokens = jnp.full((len(prompts), beams), START)
+    cached = []
+    for step in range(steps):
+        log_probs, state = step_fn(state, tokens, jnp.asarray(step))
+        cached.append(np.asarray(log_probs))
+        tokens = jnp.asarray(continuation[:, :, step])
+    for beam in range(beams):
+        ids = np.concatenate([prompts, continuation[:, beam, :-1]], axis=1)
+        full_mask = np.concatenate([mask, np.ones((len(prompts), steps - 1), mask.dtype)], axis=1)
+        _, logits = model(jnp.asarray(ids), jnp.asarray(full_mask))
+        expected = np.asarray(jax.nn.log_softmax(logits, axis=-1))[:, prompts.shape[1] - 1:]
+        got = np.stack([step_log_probs[:, beam] for step_log_probs in cached], axis=1)
+        np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["qwen3", "qwen2", "llama"])
+def test_greedy_generation_matches_transformers(tmp_path, family):
+    """Beam search with one beam (greedy) over the cached decoder = transformers' `generate(do_sample=False)`, on
+    left-padded prompts of different lengths."""
+    common = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
+                  attn_implementation="eager")
+    if family == "qwen3":
+        reference = qwen3_causal_lm()
+    else:
+        torch.manual_seed(0)
+        config = (transformers.Qwen2Config(**common) if family == "qwen2"
+                  else transformers.LlamaConfig(attention_bias=True, **common))
+        module = transformers.Qwen2ForCausalLM if family == "qwen2" else transformers.LlamaForCausalLM
+        reference = perturb(module(config))
+    model = qwen.load(save(reference, tmp_path))
+    prompts, mask = _left_padded_prompts([10, 4, 7], seed=3)
+    new_tokens = 6
+    with torch.no_grad():
+        generated = reference.generate(input_ids=torch.tensor(prompts), attention_mask=torch.tensor(mask),
+                                       max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                       num_beams=1, pad_token_id=0, eos_token_id=None)
+    expected = generated[:, prompts.shape[1]:].numpy()
+
+    @jax.jit
+    def greedy(prompt_ids, prompt_mask):
+        step_fn, state = model.beam_decoder(prompt_ids, prompt_mask, new_tokens)
+        return beam_search(step_fn, state, None, beam_width=1, start_token=START, num_steps=new_tokens,
+                           constrained=False).sequences[:, 0]
+
+    ours = np.asarray(greedy(jnp.asarray(prompts[:, :-1]), jnp.asarray(mask[:, :-1])))
+    np.testing.assert_array_equal(ours, expected)

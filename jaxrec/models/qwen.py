@@ -3,13 +3,18 @@
 Pre-RMSNorm blocks of grouped-query causal self-attention (per-head query/key RMSNorm, RoPE) and a SwiGLU MLP; final
 RMSNorm; logits from the tied embedding or a separate LM head (`tie_word_embeddings`). The config flags that tell
 Qwen3 apart (`qk_norm`, `qkv_bias`, `out_bias`) also describe Qwen2 (qkv biases, no qk-norm) and Llama (optional
-biases, no qk-norm), which load through the same key map. KV caching and LoRA are later additions to this module.
+biases, no qk-norm), which load through the same key map.
+
+Cached decoding for the shared beam search (`beam_decoder`): the prompt is prefilled once per row (its keys and
+values, RoPE-rotated at positions 0..P-1, are shared by the row's beams), and each beam keeps a KV cache of its own
+decoded positions P, P+1, ...; every step's log-probabilities equal the full forward's (tested, and greedy
+generations equal transformers' `generate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import MultiHeadAttention, causal_mask, segment_mask, segment_positions
+from jaxrec.nn.attention import BeamKeys, MultiHeadAttention, causal_mask, segment_mask, segment_positions
 from jaxrec.nn.layers import Dense, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
 from jaxrec.nn.pooling import sentence_embeddings
@@ -99,9 +104,26 @@ class DecoderLayer(nnx.Module):
         self.mlp_norm = RMSNorm(h, epsilon=config.rms_norm_eps, **kw)
         self.mlp = MLP(h, config.intermediate_size, activation_name=config.hidden_act, gated=True, **kw)
 
-    def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
-        x = x + self.attention(self.attention_norm(x), mask, positions=positions)
-        return x + self.mlp(self.mlp_norm(x))
+    def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array, *, return_kv: bool = False
+                 ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """[B, L, hidden] -> [B, L, hidden]; with `return_kv` also the attention's (keys, values) [B, L, KVH, D]."""
+        normed = self.attention_norm(x)
+        kv = self.attention.project_kv(normed, positions) if return_kv else None
+        x = x + self.attention(normed, mask, positions=positions, kv=kv)
+        x = x + self.mlp(self.mlp_norm(x))
+        return (x, kv) if return_kv else x
+
+    def decode_step(self, x: jax.Array, position: jax.Array, step: jax.Array, cache: tuple[jax.Array, jax.Array],
+                    own_mask: jax.Array, prefix: BeamKeys) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """One decoded position of K beams per row: x [B, K, hidden] at sequence `position`, its keys/values written
+        into the beam's cache (k, v) [B, K, T, KVH, D] at index `step`; attends to the prompt (`prefix`) and the
+        beam's own decoded positions."""
+        normed = self.attention_norm(x)
+        k, v = self.attention.project_kv(normed, jnp.full((x.shape[1],), position))
+        cache = tuple(jax.lax.dynamic_update_index_in_dim(c, new.astype(c.dtype), step, axis=2)
+                      for c, new in zip(cache, (k, v)))
+        x = x + self.attention.attend_beams(normed, shared=prefix, own=(*cache, own_mask, None), position=position)
+        return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class Qwen(nnx.Module):
@@ -116,10 +138,12 @@ class Qwen(nnx.Module):
                              **kw) if untied else None
 
     def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array,
-                      positions: jax.Array | None = None, *, segment_ids: jax.Array | None = None) -> jax.Array:
+                      positions: jax.Array | None = None, *, segment_ids: jax.Array | None = None,
+                      return_kv: bool = False) -> jax.Array | tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]:
         """[B, L] ids and mask (1 = real token) -> [B, L, hidden] final-normed states. `positions` [B, L] default
         to 0..L-1 (as HF without position_ids; RoPE only sees differences, so left padding is harmless). With
-        `segment_ids` (packed rows, 0 = padding) each packed sequence attends causally to itself only."""
+        `segment_ids` (packed rows, 0 = padding) each packed sequence attends causally to itself only.
+        `return_kv` also returns every layer's (keys, values) [B, L, KVH, D] (a prefill)."""
         x = self.tokens(input_ids)
         if segment_ids is not None:
             mask = segment_mask(segment_ids, causal=True)
@@ -127,9 +151,13 @@ class Qwen(nnx.Module):
         else:
             mask = causal_mask(attention_mask)
         positions = jnp.arange(input_ids.shape[1]) if positions is None else positions
+        kvs = []
         for layer in self.layers:
-            x = layer(x, mask, positions)
-        return self.final_norm(x)
+            x = layer(x, mask, positions, return_kv=return_kv)
+            if return_kv:
+                x, kv = x
+                kvs.append(kv)
+        return (self.final_norm(x), kvs) if return_kv else self.final_norm(x)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """[..., hidden] -> [..., vocab] fp32 logits from the LM head or the tied embedding."""
@@ -144,6 +172,32 @@ class Qwen(nnx.Module):
         """(hidden states [B, L, hidden], logits [B, L, vocab] fp32)."""
         hidden = self.hidden_states(input_ids, attention_mask, positions)
         return hidden, self.logits(hidden)
+
+    def beam_decoder(self, prompt_ids: jax.Array, prompt_mask: jax.Array, max_new_tokens: int
+                     ) -> tuple[Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]], Any]:
+        """(step_fn, initial state [B]-leading) for `beam_search` over at most `max_new_tokens` positions after
+        the (left-padded) prompt [B, P], which is prefilled here once per row.
+
+        The first token fed to step_fn (beam_search's `start_token`) is the prompt's last token, which the caller
+        keeps out of `prompt_ids` (prompt templates end with a fixed token, e.g. the one opening the answer).
+        step_fn(state, tokens [B, K], step) -> (log-probs [B, K, vocab] of the token after `tokens`, new state)."""
+        _, prefix = self.hidden_states(prompt_ids, prompt_mask, return_kv=True)
+        batch, prefix_length = prompt_ids.shape
+        attention = self.layers[0].attention
+        shape = (batch, max_new_tokens, attention.num_kv_heads, attention.head_dim)
+        cache = tuple((jnp.zeros(shape, attention.dtype), jnp.zeros(shape, attention.dtype)) for _ in self.layers)
+
+        def step_fn(state, tokens: jax.Array, step: jax.Array) -> tuple[jax.Array, Any]:
+            x = self.tokens(tokens)
+            own_mask = (jnp.arange(max_new_tokens) <= step)[None, None, :]
+            new_state = []
+            for layer, layer_prefix, layer_cache in zip(self.layers, prefix, state):
+                x, layer_cache = layer.decode_step(x, prefix_length + step, step, layer_cache, own_mask,
+                                                   (*layer_prefix, prompt_mask, None))
+                new_state.append(layer_cache)
+            return jax.nn.log_softmax(self.logits(self.final_norm(x)), axis=-1), tuple(new_state)
+
+        return step_fn, cache
 
     def embed(self, input_ids: jax.Array, attention_mask: jax.Array, *, pooling: str = "mean",
               normalize: bool = True, segment_ids: jax.Array | None = None, num_segments: int = 0) -> jax.Array:

@@ -157,26 +157,20 @@ class MultiHeadAttention(nnx.Module):
         """[B, Q, dim] -> [B, Q, dim], attending over `context` [B, K, dim] (cross-attention) or `x` itself.
 
         `mask` [B|1, 1|H, Q, K] boolean; `bias` [B|1, H, Q, K] added to the scaled scores; `positions` [B, Q] or
-        [Q] for RoPE (default 0..Q-1); `kv`: the source's keys and values from `project_kv`, for a caller that
-        keeps them (a KV cache) and should not project them twice.
+        [Q] for RoPE (default 0..Q-1); `kv`: the source's keys and values from `project_kv(source, positions)`, for
+        a caller that keeps them (a KV cache) and should not project them twice.
         """
         source = x if context is None else context
         q = self.query(x)  # [B, Q, H, D]
-        if kv is not None:
-            if self.rope_theta is not None:
-                raise ValueError("precomputed keys/values are not supported with rotary embeddings")
-            k, v = kv
-        else:
-            k, v = self.key(source), self.value(source)  # [B, K, KVH, D]
-            if self.key_norm is not None:
-                k = self.key_norm(k)
         if self.query_norm is not None:
             q = self.query_norm(q)
         if self.rope_theta is not None:
             if context is not None:
                 raise ValueError("rotary embeddings are for self-attention; got a cross-attention context")
             positions = jnp.arange(x.shape[1]) if positions is None else positions
-            q, k = apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
+            q = apply_rope(q, positions, self.rope_theta)
+        # From `project_kv` (key-normed and, with RoPE, rotated at the same positions), or projected here.
+        k, v = kv if kv is not None else self.project_kv(source, positions)  # [B, K, KVH, D]
         batch, length = q.shape[:2]
         if self.num_kv_heads == self.num_heads:  # plain multi-head: 4-D batched matmuls, heads leading (faster)
             q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, L, D]
@@ -197,21 +191,27 @@ class MultiHeadAttention(nnx.Module):
         attended = jnp.einsum("bkgqs,bskd->bqkgd", weights, v)
         return self.out(attended.reshape(batch, length, self.num_heads, self.head_dim))
 
-    def project_kv(self, source: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Keys and values [B, S, KVH, D] of `source` [B, S, dim] (key-normed if configured; no RoPE)."""
-        if self.rope_theta is not None:
-            raise ValueError("project_kv does not apply rotary embeddings")
+    def project_kv(self, source: jax.Array, positions: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Keys and values [B, S, KVH, D] of `source` [B, S, dim]: key-normed if configured and, with RoPE, keys
+        rotated at `positions` ([B, S] or [S]; default 0..S-1), as attention uses them."""
         k = self.key(source)
-        return (k if self.key_norm is None else self.key_norm(k)), self.value(source)
+        if self.key_norm is not None:
+            k = self.key_norm(k)
+        if self.rope_theta is not None:
+            k = apply_rope(k, jnp.arange(source.shape[1]) if positions is None else positions, self.rope_theta)
+        return k, self.value(source)
 
-    def attend_beams(self, x: jax.Array, *, shared: BeamKeys | None = None,
-                     own: BeamKeys | None = None) -> jax.Array:
-        """One decoding position for K beams per row: [B, K, dim] -> [B, K, dim] (see `beam_attention`)."""
-        if self.rope_theta is not None or self.num_kv_heads != self.num_heads:
-            raise ValueError("attend_beams supports plain multi-head attention without rotary embeddings")
+    def attend_beams(self, x: jax.Array, *, shared: BeamKeys | None = None, own: BeamKeys | None = None,
+                     position: jax.Array | int | None = None) -> jax.Array:
+        """One decoding position for K beams per row: [B, K, dim] -> [B, K, dim] (see `beam_attention`); with
+        RoPE the queries are rotated at `position` (a scalar: every beam decodes the same position)."""
         q = self.query(x)
         if self.query_norm is not None:
             q = self.query_norm(q)
+        if self.rope_theta is not None:
+            if position is None:
+                raise ValueError("attend_beams with rotary embeddings needs the decoded `position`")
+            q = apply_rope(q, jnp.full((x.shape[1],), position), self.rope_theta)  # K beams share one position
         return self.out(beam_attention(q, shared=shared, own=own, query_scale=self.query_scale, dtype=self.dtype))
 
 
@@ -223,28 +223,44 @@ def beam_attention(q: jax.Array, *, shared: BeamKeys | None = None, own: BeamKey
                    query_scale: float, dtype=jnp.float32) -> jax.Array:
     """Attention of one query per beam, q [B, K, H, D] -> [B, K, H, D], over two kinds of keys:
 
-    * `shared` = (k, v [B, S, H, D], mask [B, S], bias [1|B, H, 1|K, S] or None): keys every beam of a row attends
+    * `shared` = (k, v [B, S, KVH, D], mask [B, S], bias [1|B, H, 1|K, S] or None): keys every beam of a row attends
       to (the encoder states for cross-attention; the prefilled history of a decoder-only model), held once per
       row, not once per beam;
-    * `own` = (k, v [B, K, T, H, D], mask [1|B, 1|K, T], bias [1|B, H, 1|K, T] or None): each beam's own keys
+    * `own` = (k, v [B, K, T, KVH, D], mask [1|B, 1|K, T], bias [1|B, H, 1|K, T] or None): each beam's own keys
       (its KV cache of decoded positions).
-    One fp32 softmax over the union of both, exactly as attention over the concatenated keys.
+    One fp32 softmax over the union of both, exactly as attention over the concatenated keys. Keys may have fewer
+    heads than the queries (grouped-query attention: query head h reads key head h // (H / KVH)).
     """
+    if shared is None and own is None:
+        raise ValueError("beam_attention needs shared or own keys")
+    batch, beams, heads, dim = q.shape
+    kv_heads = (shared if shared is not None else own)[0].shape[-2]
+    grouped = q.reshape(batch, beams, kv_heads, heads // kv_heads, dim)  # plain multi-head: groups of one
+    return _grouped_beam_attention(grouped, shared, own, query_scale, dtype).reshape(q.shape)
+
+
+def _grouped_beam_attention(q: jax.Array, shared: BeamKeys | None, own: BeamKeys | None, query_scale: float,
+                            dtype) -> jax.Array:
+    """`beam_attention` with q [B, K, KVH, G, D] grouped under its key/value head; biases [.., H, .., ..] are split
+    into [.., KVH, G, .., ..] the same way. Returns [B, K, KVH, G, D]."""
+    kv_heads, groups = q.shape[2], q.shape[3]
+
+    def grouped_bias(bias: jax.Array) -> jax.Array:
+        return bias.reshape(bias.shape[0], kv_heads, groups, *bias.shape[2:]).astype(jnp.float32)
+
     scores, values = [], []
     if shared is not None:
         k, v, mask, bias = shared
-        s = jnp.einsum("bkhd,bshd->bhks", q, k, preferred_element_type=jnp.float32) * query_scale
-        s = s if bias is None else s + bias.astype(jnp.float32)
-        scores.append(jnp.where(mask.astype(bool)[:, None, None, :], s, jnp.finfo(jnp.float32).min))
-        values.append(("bhks,bshd->bkhd", v))
+        s = jnp.einsum("bkngd,bsnd->bngks", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = s if bias is None else s + grouped_bias(bias)
+        scores.append(jnp.where(mask.astype(bool)[:, None, None, None, :], s, jnp.finfo(jnp.float32).min))
+        values.append(("bngks,bsnd->bkngd", v))
     if own is not None:
         k, v, mask, bias = own
-        s = jnp.einsum("bkhd,bkthd->bhkt", q, k, preferred_element_type=jnp.float32) * query_scale
-        s = s if bias is None else s + bias.astype(jnp.float32)
-        scores.append(jnp.where(mask.astype(bool)[:, None], s, jnp.finfo(jnp.float32).min))
-        values.append(("bhkt,bkthd->bkhd", v))
-    if not scores:
-        raise ValueError("beam_attention needs shared or own keys")
+        s = jnp.einsum("bkngd,bktnd->bngkt", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = s if bias is None else s + grouped_bias(bias)
+        scores.append(jnp.where(mask.astype(bool)[:, None, None], s, jnp.finfo(jnp.float32).min))
+        values.append(("bngkt,bktnd->bkngd", v))
     weights = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dtype)
     parts = jnp.split(weights, [scores[0].shape[-1]], axis=-1) if len(scores) == 2 else [weights]
     return sum(jnp.einsum(spec, w, v) for w, (spec, v) in zip(parts, values))
