@@ -1,0 +1,145 @@
+"""LLM-as-RS prompts and targets: a minimal template, token budgets, and the catalogue's title sequences.
+
+    <header><item line of the oldest kept item>...<item line of the most recent item><answer><target title><EOS>
+
+Each piece is tokenised once (the header, the answer opener, every item's history line and target title), and a
+prompt is the concatenation of its pieces' ids, identically in training and decoding. The history is truncated
+from the oldest side, whole item lines at a time, so the prompt fits `max_prompt_tokens`. The loss covers the
+target title and EOS only. The answer opener's last token is the same for every prompt: decoding prefills the
+prompt without it and feeds it as the beam search's start token (`Qwen.beam_decoder`).
+
+Titles shared by several items (28 in Beauty) are one title sequence in the trie: `TitleTable` maps each unique
+title sequence to the items that carry it (`items_of`), and a recommended title stands for its first item.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from jaxrec.data.types import Catalog
+from jaxrec.text.item_text import item_texts
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTemplate:
+    header: str = "Items a user bought, oldest first:\n"
+    item: str = "{text}\n"  # one history line; {text} is the item's text from `item_text`
+    answer: str = "Next item:"
+    target: str = " {text}"  # the generated title (followed by EOS)
+    item_text: tuple[str, ...] = ("{title}",)  # `jaxrec.text.item_text` template segments
+    empty_text: str = "raw_id"  # items without a title: "item <raw id>" (counted), or "error"
+    max_prompt_tokens: int = 256
+    max_title_tokens: int = 48  # longer target titles are cut (counted); EOS comes after
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PromptTemplate:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ValueError(f"unknown prompt template field(s) {sorted(unknown)}; expected some of {sorted(fields)}")
+        values = dict(values)
+        if "item_text" in values:
+            values["item_text"] = tuple(values["item_text"])
+        return cls(**values)
+
+
+class Prompts:
+    """Token ids of every prompt piece for one catalogue and tokenizer; builds training rows and decoding prompts."""
+
+    def __init__(self, tokenizer, catalog: Catalog, template: PromptTemplate = PromptTemplate()):
+        self.template, self.tokenizer = template, tokenizer
+        texts, self.text_report = item_texts(catalog, template.item_text, ". ", template.empty_text)
+
+        def encode(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        self.header, self.answer = encode(template.header), encode(template.answer)
+        if not self.answer:
+            raise ValueError("the prompt template's answer opener must not be empty: its last token starts decoding")
+        self.eos, self.pad = int(tokenizer.eos_token_id), int(tokenizer.pad_token_id)
+        self.lines = [encode(template.item.format(text=text)) for text in texts]  # index = item_id - 1
+        targets = [encode(template.target.format(text=text)) for text in texts]
+        self.titles_cut = sum(len(t) > template.max_title_tokens for t in targets)
+        self.targets = [t[:template.max_title_tokens] + [self.eos] for t in targets]
+        self.budget = template.max_prompt_tokens - len(self.header) - len(self.answer)
+        if self.budget < 0:
+            raise ValueError(f"max_prompt_tokens {template.max_prompt_tokens} leaves no room for the header and "
+                             f"answer ({len(self.header) + len(self.answer)} tokens)")
+
+    @property
+    def start_token(self) -> int:
+        return self.answer[-1]
+
+    @property
+    def row_length(self) -> int:
+        """Tokens of the longest training row: a full prompt, the longest target title and EOS."""
+        return self.template.max_prompt_tokens + max(len(t) for t in self.targets)
+
+    def prompt(self, history: Sequence[int]) -> list[int]:
+        """Ids of the prompt for `history` (item ids, oldest first; 0 = padding, skipped)."""
+        kept: list[list[int]] = []
+        used = 0
+        for item in reversed([int(i) for i in history if i > 0]):
+            line = self.lines[item - 1]
+            if used + len(line) > self.budget:
+                break
+            kept.append(line)
+            used += len(line)
+        return [*self.header, *(token for line in reversed(kept) for token in line), *self.answer]
+
+    def training_rows(self, histories: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `prompt + target title + EOS`, right-padded to `row_length`: (tokens [N, L] int32, target_mask
+        [N, L] bool marking the target tokens, which the loss predicts from the position before each)."""
+        length = self.row_length
+        tokens = np.full((len(targets), length), self.pad, np.int32)
+        target_mask = np.zeros((len(targets), length), bool)
+        for row, (history, target) in enumerate(zip(histories, targets)):
+            prompt, title = self.prompt(history), self.targets[int(target) - 1]
+            tokens[row, :len(prompt) + len(title)] = prompt + title
+            target_mask[row, len(prompt):len(prompt) + len(title)] = True
+        return tokens, target_mask
+
+    def decoding_prompts(self, histories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded prompts without their last token (the start token) [B, P] and their mask, P = the longest."""
+        prompts = [self.prompt(history)[:-1] for history in histories]
+        width = max(len(p) for p in prompts)
+        ids = np.full((len(prompts), width), self.pad, np.int32)
+        mask = np.zeros((len(prompts), width), np.int32)
+        for row, prompt in enumerate(prompts):
+            if prompt:
+                ids[row, width - len(prompt):], mask[row, width - len(prompt):] = prompt, 1
+        return ids, mask
+
+
+@dataclasses.dataclass(frozen=True)
+class TitleTable:
+    """The unique target-title sequences (each ending in EOS) and the items behind each."""
+
+    sequences: list[list[int]]  # unique title token sequences, first-occurrence order
+    sequence_of_item: np.ndarray  # [num_items] index into `sequences` (row = item_id - 1)
+    first_item: np.ndarray  # [num_sequences] the smallest item id with that title: what a recommendation names
+
+    @staticmethod
+    def from_prompts(prompts: Prompts) -> TitleTable:
+        index: dict[tuple[int, ...], int] = {}
+        sequence_of_item = np.empty(len(prompts.targets), np.int32)
+        first_item: list[int] = []
+        for row, target in enumerate(prompts.targets):
+            key = tuple(target)
+            if key not in index:
+                index[key] = len(index)
+                first_item.append(row + 1)
+            sequence_of_item[row] = index[key]
+        return TitleTable([list(key) for key in index], sequence_of_item, np.asarray(first_item, np.int32))
+
+    @property
+    def shared(self) -> int:
+        """Items whose title sequence another item also has."""
+        counts = np.bincount(self.sequence_of_item, minlength=len(self.sequences))
+        return int(counts[counts > 1].sum())
+
+    def items_of(self, sequence: int) -> np.ndarray:
+        return np.flatnonzero(self.sequence_of_item == sequence).astype(np.int32) + 1

@@ -1,0 +1,91 @@
+"""LLM-as-RS text: byte-level BPE trained on the catalogue, prompt building with a token budget, title tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jaxrec.data.types import Catalog
+from jaxrec.decoding.trie import Trie
+from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable
+from jaxrec.text.tokenizer import load_tokenizer, train_tokenizer
+
+TITLES = ("Rose Water Toner 200ml", "Matte Lipstick, Ruby Red", "Nail Polish - Coral", "Nail Polish - Coral",
+          "Argan Oil Shampoo", None, "Vitamin C Serum with Hyaluronic Acid, 30 ml (1 fl oz)")
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog(raw_ids=tuple(f"B{i:03d}" for i in range(len(TITLES))), titles=TITLES)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory, catalog):
+    texts = [t for t in TITLES if t] * 20
+    return train_tokenizer(texts, 300, tmp_path_factory.mktemp("tokenizer"), min_frequency=2)
+
+
+def test_trained_tokenizer_round_trips_and_reloads(tokenizer, tmp_path):
+    assert (tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1)
+    assert len(tokenizer) <= 300 and len(tokenizer) > 258  # merges were learned beyond the bytes
+    for text in ("Nail Polish - Coral", "unseen: ünïcödé ✓ 日本"):  # byte-level: nothing is unknown
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    assert len(tokenizer("Nail Polish - Coral", add_special_tokens=False)["input_ids"]) < len("Nail Polish - Coral")
+    reloaded = load_tokenizer(tokenizer.name_or_path)
+    assert reloaded("Argan Oil")["input_ids"] == tokenizer("Argan Oil")["input_ids"]
+    with pytest.raises(ValueError, match="below the 258 tokens"):
+        train_tokenizer(["a b"], 100, tmp_path / "small")
+    with pytest.raises(FileNotFoundError):
+        load_tokenizer(tmp_path / "missing")
+
+
+def test_prompt_truncates_oldest_items_to_the_budget(tokenizer, catalog):
+    full = Prompts(tokenizer, catalog)
+    history = [1, 2, 5, 3]
+    prompt = full.prompt([0, 0, *history])  # padding is skipped
+    assert tokenizer.decode(prompt) == ("Items a user bought, oldest first:\nRose Water Toner 200ml\n"
+                                        "Matte Lipstick, Ruby Red\nArgan Oil Shampoo\nNail Polish - Coral\nNext item:")
+    lines = [len(full.lines[i - 1]) for i in history]
+    fixed = len(full.header) + len(full.answer)
+    # A budget that holds the two most recent lines but not three keeps exactly those two.
+    tight = Prompts(tokenizer, catalog, PromptTemplate(max_prompt_tokens=fixed + lines[-1] + lines[-2] + 1))
+    assert tokenizer.decode(tight.prompt(history)).count("\n") == 3  # header + 2 item lines
+    assert "Argan Oil Shampoo\nNail Polish - Coral\nNext item:" in tokenizer.decode(tight.prompt(history))
+    assert full.text_report["empty_text_fallbacks"] == 1  # the item without a title reads "item B005"
+    assert "item B005" in tokenizer.decode(full.lines[5])
+    with pytest.raises(ValueError, match="leaves no room"):
+        Prompts(tokenizer, catalog, PromptTemplate(max_prompt_tokens=3))
+
+
+def test_training_rows_and_decoding_prompts_agree(tokenizer, catalog):
+    prompts = Prompts(tokenizer, catalog)
+    histories = np.array([[0, 1, 2], [3, 4, 5]])
+    targets = np.array([7, 1])
+    tokens, target_mask = prompts.training_rows(histories, targets)
+    assert tokens.shape == target_mask.shape == (2, prompts.row_length)
+    for row in range(2):
+        target_tokens = tokens[row][target_mask[row]]
+        assert target_tokens[-1] == prompts.eos
+        assert tokenizer.decode(target_tokens[:-1]) == " " + (TITLES[targets[row] - 1] or "")
+        prompt = prompts.prompt(histories[row])
+        assert list(tokens[row, :len(prompt)]) == prompt and not target_mask[row, :len(prompt)].any()
+        assert np.all(tokens[row, len(prompt) + len(target_tokens):] == prompts.pad)
+    ids, mask = prompts.decoding_prompts(histories)
+    for row in range(2):
+        prompt = prompts.prompt(histories[row])
+        assert list(ids[row][mask[row] == 1]) + [prompts.start_token] == prompt
+        assert mask[row, -1] == 1 and (mask[row].argmax() == 0 or mask[row, 0] == 0)  # left padding
+
+
+def test_title_table_merges_shared_titles(tokenizer, catalog):
+    prompts = Prompts(tokenizer, catalog)
+    table = TitleTable.from_prompts(prompts)
+    assert len(table.sequences) == len(TITLES) - 1 and table.shared == 2
+    coral = table.sequence_of_item[2]
+    assert table.sequence_of_item[3] == coral and table.first_item[coral] == 3
+    np.testing.assert_array_equal(table.items_of(coral), [3, 4])
+    trie = Trie.from_sequences(table.sequences, len(tokenizer))  # unique, EOS-terminated: no prefix conflicts
+    assert int((trie.node_sequence >= 0).sum()) == len(table.sequences)
+    cut = Prompts(tokenizer, catalog, PromptTemplate(max_title_tokens=3))
+    assert cut.titles_cut >= 1 and max(len(t) for t in cut.targets) == 4  # 3 title tokens + EOS
