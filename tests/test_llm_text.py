@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxrec.data.types import Catalog
 from jaxrec.decoding.trie import Trie
-from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable
+from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable, build_prompts
 from jaxrec.text.tokenizer import load_tokenizer, train_tokenizer
 
 TITLES = ("Rose Water Toner 200ml", "Matte Lipstick, Ruby Red", "Nail Polish - Coral", "Nail Polish - Coral",
@@ -59,23 +61,30 @@ def test_prompt_truncates_oldest_items_to_the_budget(tokenizer, catalog):
 
 
 def test_training_rows_and_decoding_prompts_agree(tokenizer, catalog):
+    """Left-padded training rows end with the target title + EOS; decoding prompts built inside jit from item ids
+    are the same prompt without its start token."""
     prompts = Prompts(tokenizer, catalog)
-    histories = np.array([[0, 1, 2], [3, 4, 5]])
-    targets = np.array([7, 1])
-    tokens, target_mask = prompts.training_rows(histories, targets)
-    assert tokens.shape == target_mask.shape == (2, prompts.row_length)
-    for row in range(2):
-        target_tokens = tokens[row][target_mask[row]]
-        assert target_tokens[-1] == prompts.eos
+    histories = np.array([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]])
+    targets = np.array([7, 1, 3])
+    rows = prompts.training_rows(histories, targets)
+    assert rows["tokens"].shape == rows["mask"].shape == (3, prompts.row_length)
+    for row in range(3):
+        target_tokens = rows["tokens"][row][rows["target_mask"][row] == 1]
+        assert target_tokens[-1] == prompts.eos and rows["target_mask"][row, -1] == 1
         assert tokenizer.decode(target_tokens[:-1]) == " " + (TITLES[targets[row] - 1] or "")
+        real = rows["tokens"][row][rows["mask"][row] == 1]
+        assert list(real) == prompts.prompt(histories[row]) + list(target_tokens)
+        assert rows["mask"][row, 0] == 0 and np.all(np.diff(rows["mask"][row]) >= 0)  # left padding
+    jit_ids, jit_mask = jax.jit(lambda h: build_prompts(prompts.tables(), h))(jnp.asarray(histories))
+    for row in range(3):
         prompt = prompts.prompt(histories[row])
-        assert list(tokens[row, :len(prompt)]) == prompt and not target_mask[row, :len(prompt)].any()
-        assert np.all(tokens[row, len(prompt) + len(target_tokens):] == prompts.pad)
-    ids, mask = prompts.decoding_prompts(histories)
-    for row in range(2):
-        prompt = prompts.prompt(histories[row])
-        assert list(ids[row][mask[row] == 1]) + [prompts.start_token] == prompt
-        assert mask[row, -1] == 1 and (mask[row].argmax() == 0 or mask[row, 0] == 0)  # left padding
+        assert list(np.asarray(jit_ids)[row][np.asarray(jit_mask)[row] == 1]) + [prompts.start_token] == prompt
+        assert np.asarray(jit_mask)[row, -1] == 1 and np.all(np.diff(np.asarray(jit_mask)[row]) >= 0)
+    # A tight budget drops the oldest lines inside jit exactly as on the host.
+    tight = Prompts(tokenizer, catalog, PromptTemplate(max_prompt_tokens=len(prompts.prompt(histories[1])) - 2))
+    jit_ids, jit_mask = build_prompts(tight.tables(), jnp.asarray(histories[1:2]))
+    assert list(np.asarray(jit_ids)[0][np.asarray(jit_mask)[0] == 1]) == tight.prompt(histories[1])[:-1]
+    assert len(tight.prompt(histories[1])) < len(prompts.prompt(histories[1]))
 
 
 def test_title_table_merges_shared_titles(tokenizer, catalog):

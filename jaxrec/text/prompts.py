@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.types import Catalog
@@ -90,28 +92,71 @@ class Prompts:
             used += len(line)
         return [*self.header, *(token for line in reversed(kept) for token in line), *self.answer]
 
-    def training_rows(self, histories: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows `prompt + target title + EOS`, right-padded to `row_length`: (tokens [N, L] int32, target_mask
-        [N, L] bool marking the target tokens, which the loss predicts from the position before each)."""
+    def training_rows(self, histories: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows `prompt + target title + EOS`, left-padded to `row_length` (so the trainer's length buckets trim
+        them, and every target ends at the last column): {"mask" [N, L] int8 (1 = real token), "tokens" [N, L]
+        int32, "target_mask" [N, L] int8 marking the target tokens, which the loss predicts from the position
+        before each}."""
         length = self.row_length
         tokens = np.full((len(targets), length), self.pad, np.int32)
-        target_mask = np.zeros((len(targets), length), bool)
+        mask = np.zeros((len(targets), length), np.int8)
+        target_mask = np.zeros((len(targets), length), np.int8)
         for row, (history, target) in enumerate(zip(histories, targets)):
             prompt, title = self.prompt(history), self.targets[int(target) - 1]
-            tokens[row, :len(prompt) + len(title)] = prompt + title
-            target_mask[row, len(prompt):len(prompt) + len(title)] = True
-        return tokens, target_mask
+            tokens[row, length - len(prompt) - len(title):] = prompt + title
+            mask[row, length - len(prompt) - len(title):] = 1
+            target_mask[row, length - len(title):] = 1
+        return {"mask": mask, "tokens": tokens, "target_mask": target_mask}
 
-    def decoding_prompts(self, histories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Left-padded prompts without their last token (the start token) [B, P] and their mask, P = the longest."""
-        prompts = [self.prompt(history)[:-1] for history in histories]
-        width = max(len(p) for p in prompts)
-        ids = np.full((len(prompts), width), self.pad, np.int32)
-        mask = np.zeros((len(prompts), width), np.int32)
-        for row, prompt in enumerate(prompts):
-            if prompt:
-                ids[row, width - len(prompt):], mask[row, width - len(prompt):] = prompt, 1
-        return ids, mask
+    def tables(self) -> PromptTables:
+        """The pieces as arrays, for building decoding prompts inside jit (`build_prompts`)."""
+        width = max(len(line) for line in self.lines)
+        lines = np.full((len(self.lines) + 1, width), self.pad, np.int32)  # row 0: the padding item, empty
+        lengths = np.zeros(len(self.lines) + 1, np.int32)
+        for item, line in enumerate(self.lines, start=1):
+            lines[item, :len(line)], lengths[item] = line, len(line)
+        return PromptTables(np.asarray(self.header, np.int32), lines, lengths,
+                            np.asarray(self.answer[:-1], np.int32), self.budget, self.pad)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTables:
+    """`Prompts` as arrays; `build_prompts` turns item-id histories into the same prompts inside jit."""
+
+    header: np.ndarray  # [header tokens]
+    lines: np.ndarray  # [num_items + 1, widest line] each item's history line, padded
+    line_lengths: np.ndarray  # [num_items + 1] (0 for the padding item)
+    answer_head: np.ndarray  # the answer opener without its last token (the start token)
+    budget: int  # tokens available to history lines
+    pad: int
+
+    @property
+    def width(self) -> int:
+        """Columns of a decoding prompt: the longest possible prompt without its start token."""
+        return len(self.header) + self.budget + len(self.answer_head)
+
+
+def build_prompts(tables: PromptTables, histories: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Decoding prompts inside jit: item-id histories [B, H] (0 = padding) -> left-padded prompt ids
+    [B, tables.width] without the start token, and their mask. The most recent lines that fit the budget are kept
+    (a suffix of the history, as `Prompts.prompt` keeps); a stable sort moves every unused slot to the left."""
+    batch = histories.shape[0]
+    lengths = jnp.asarray(tables.line_lengths)[histories]  # [B, H]
+    from_newest = jnp.cumsum(lengths[:, ::-1], axis=1)[:, ::-1]  # tokens of this line and every newer one
+    kept = (from_newest <= tables.budget) & (lengths > 0)
+    lines = jnp.asarray(tables.lines)[histories]  # [B, H, W]
+    valid = (jnp.arange(lines.shape[-1]) < lengths[..., None]) & kept[..., None]
+
+    def fixed(tokens: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        return jnp.broadcast_to(jnp.asarray(tokens), (batch, len(tokens))), jnp.ones((batch, len(tokens)), bool)
+
+    (header, header_valid), (answer, answer_valid) = fixed(tables.header), fixed(tables.answer_head)
+    tokens = jnp.concatenate([header, lines.reshape(batch, -1), answer], axis=1)
+    is_real = jnp.concatenate([header_valid, valid.reshape(batch, -1), answer_valid], axis=1)
+    order = jnp.argsort(is_real, axis=1, stable=True)  # unused slots first, real tokens in their order after
+    tokens = jnp.take_along_axis(tokens, order, axis=1)[:, -tables.width:]
+    mask = jnp.take_along_axis(is_real, order, axis=1)[:, -tables.width:]
+    return jnp.where(mask, tokens, tables.pad), mask.astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
