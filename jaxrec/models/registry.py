@@ -22,17 +22,19 @@ from jaxrec.eval.evaluator import Recommender
 if TYPE_CHECKING:
     from jaxrec.train.trainer import ModelFamily
 
-FamilyFactory = Callable[[ml_collections.ConfigDict, LeaveOneOut, Mapping[str, Any]], "ModelFamily"]
+FamilyFactory = Callable[[ml_collections.ConfigDict, LeaveOneOut, Mapping[str, Any], Path], "ModelFamily"]
 
 
-def _sasrec(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any]) -> ModelFamily:
+def _sasrec(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any],
+            workdir: Path) -> ModelFamily:
     from jaxrec.models import sasrec
 
     model_config = sasrec.SASRecConfig(num_items=split.dataset.num_items, **config.model.to_dict())
     return sasrec.family(model_config)
 
 
-def _tiger(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any]) -> ModelFamily:
+def _tiger(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any],
+           workdir: Path) -> ModelFamily:
     from jaxrec.models import tiger
 
     table = artifacts.get("sid_table")
@@ -43,8 +45,15 @@ def _tiger(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Map
     return tiger.family(model_config, table, split)
 
 
+def _llm(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mapping[str, Any],
+         workdir: Path) -> ModelFamily:
+    from jaxrec.models import llm_rs
+
+    return llm_rs.family(llm_rs.LLMRSConfig(**config.model.to_dict()), split, workdir)
+
+
 # Families trained by the shared trainer; popularity is counted, not trained.
-TRAINED: dict[str, FamilyFactory] = {"sasrec": _sasrec, "tiger": _tiger}
+TRAINED: dict[str, FamilyFactory] = {"sasrec": _sasrec, "tiger": _tiger, "llm": _llm}
 FAMILIES = ("popularity", *TRAINED)
 
 
@@ -64,7 +73,7 @@ def build(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, wo
         return Popularity.fit(split, exclude_history=config.get("exclude_history", False))
     from jaxrec.train.trainer import Trainer
 
-    trainer = Trainer(TRAINED[family](config, split, artifacts or {}), config.train, workdir)
+    trainer = Trainer(TRAINED[family](config, split, artifacts or {}, workdir), config.train, workdir)
     result = trainer.fit(split, final_evaluation=False)  # the caller evaluates the returned recommender
     (workdir / "fit.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
     return trainer.recommender(trainer.best_params)
@@ -79,5 +88,5 @@ def load(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, wor
         return build(family, config, split, workdir, artifacts)
     from jaxrec.train.trainer import Trainer
 
-    trainer = Trainer(TRAINED[family](config, split, artifacts or {}), config.train, workdir)
+    trainer = Trainer(TRAINED[family](config, split, artifacts or {}, workdir), config.train, workdir)
     return trainer.recommender(trainer.restore_best())

@@ -77,8 +77,9 @@ class Prompts:
 
     @property
     def row_length(self) -> int:
-        """Tokens of the longest training row: a full prompt, the longest target title and EOS."""
-        return self.template.max_prompt_tokens + max(len(t) for t in self.targets)
+        """Columns of a training row: a full prompt, the longest allowed title and EOS (known from the template
+        alone, so configs can name length buckets)."""
+        return self.template.max_prompt_tokens + self.template.max_title_tokens + 1
 
     def prompt(self, history: Sequence[int]) -> list[int]:
         """Ids of the prompt for `history` (item ids, oldest first; 0 = padding, skipped)."""

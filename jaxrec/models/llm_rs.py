@@ -1,0 +1,178 @@
+"""LLM-as-RS: a Qwen3-family decoder reads the titles of a user's history and generates the next item's title under
+the catalogue's title trie (the paper's second paradigm), as a `ModelFamily` of the shared trainer.
+
+  * Tokenizer: the checkpoint's, a given folder, or (from scratch) a byte-level BPE trained on the catalogue text,
+    saved under `<workdir>/tokenizer` and reused from there (`jaxrec.text.tokenizer`).
+  * Training rows: prompt (history titles, most recent last, oldest lines dropped to fit the budget) + target title
+    + EOS, left-padded; the loss is the cross-entropy of the target tokens only, computed on the last
+    `max_title_tokens + 1` positions (targets end every row), so no full-length vocabulary logits are formed.
+  * Recommendation: prompts are built from item ids inside jit (`build_prompts`), prefilled once per user, and the
+    shared beam search walks the trie of unique titles + EOS; a title shared by several items names its first item
+    (`TitleTable`), and every beam is an existing title.
+  * Modes: `scratch` (a random model of the configured shape) and `full` (every weight of a checkpoint trained).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxrec.data.splits import LeaveOneOut
+from jaxrec.data.types import INVALID_ITEM, Catalog
+from jaxrec.decoding.beam_search import beam_search
+from jaxrec.decoding.trie import Trie
+from jaxrec.models import qwen
+from jaxrec.models.qwen import Qwen, QwenConfig
+from jaxrec.text.item_text import item_texts
+from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable, build_prompts
+from jaxrec.text.tokenizer import load_tokenizer, train_tokenizer
+from jaxrec.train.trainer import ModelFamily
+
+logger = logging.getLogger(__name__)
+
+MODES = ("scratch", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMRSConfig:
+    """Model, tokenizer, prompt and decoding settings. The shape fields apply from scratch; a checkpoint brings
+    its own."""
+
+    mode: str = "scratch"  # "scratch" | "full"
+    checkpoint: str = ""  # a Hugging Face Qwen3/Qwen2/Llama folder (mode "full")
+    tokenizer: str = ""  # a tokenizer folder; "": the checkpoint's, or one trained on the catalogue (scratch)
+    tokenizer_vocab_size: int = 2048
+    hidden_size: int = 64
+    intermediate_size: int = 192
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    head_dim: int = 16
+    rope_theta: float = 10_000.0
+    tie_word_embeddings: bool = True
+    dtype: str = "float32"  # compute dtype
+    prompt: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(PromptTemplate()))
+    max_history: int = 20  # items handed to the prompt builder (the token budget may keep fewer)
+    beam_width: int = 20
+    length_normalization: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "full" and not self.checkpoint:
+            raise ValueError("mode 'full' fine-tunes a checkpoint: set `checkpoint` to a Hugging Face folder")
+        if self.mode == "scratch" and self.checkpoint:
+            raise ValueError("mode 'scratch' trains a new model; leave `checkpoint` empty or use mode 'full'")
+
+
+def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, template: PromptTemplate):
+    """The tokenizer a run uses: the configured folder, the checkpoint's, or a BPE trained on the catalogue's item
+    texts (and the template's fixed strings), saved in `<workdir>/tokenizer` and reused when present."""
+    if config.tokenizer:
+        return load_tokenizer(config.tokenizer)
+    if config.checkpoint:
+        return load_tokenizer(config.checkpoint)
+    folder = workdir / "tokenizer"
+    if (folder / "tokenizer.json").exists():
+        return load_tokenizer(folder)
+    texts, _ = item_texts(catalog, template.item_text, ". ", template.empty_text)
+    fixed = [template.header, template.answer]
+    logger.info(f"training a byte-level BPE of {config.tokenizer_vocab_size} tokens on {len(texts)} item texts")
+    return train_tokenizer([*texts, *fixed], config.tokenizer_vocab_size, folder)
+
+
+class LLMRSFamily:
+    """The prompt pieces, the title trie and the `ModelFamily` functions of one run."""
+
+    def __init__(self, config: LLMRSConfig, catalog: Catalog, workdir: Path):
+        self.config = config
+        template = PromptTemplate.from_dict(dict(config.prompt))
+        self.tokenizer = catalogue_tokenizer(config, catalog, Path(workdir), template)
+        self.prompts = Prompts(self.tokenizer, catalog, template)
+        self.titles = TitleTable.from_prompts(self.prompts)
+        self.tables = self.prompts.tables()
+        vocab = len(self.tokenizer)
+        self.trie = Trie.from_sequences(self.titles.sequences, vocab).device_arrays()
+        self.first_item = jnp.asarray(self.titles.first_item)
+        self.target_positions = template.max_title_tokens + 1
+        if config.checkpoint:
+            self.model_config = QwenConfig.from_hf(qwen.hf_loading.read_config(config.checkpoint), dtype=config.dtype)
+            if self.model_config.vocab_size < vocab:
+                raise ValueError(f"{config.checkpoint}: the model's vocabulary ({self.model_config.vocab_size}) is "
+                                 f"smaller than the tokenizer's ({vocab})")
+        else:
+            self.model_config = QwenConfig(
+                vocab_size=vocab, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                num_layers=config.num_layers, num_heads=config.num_heads, num_kv_heads=config.num_kv_heads,
+                head_dim=config.head_dim, rope_theta=config.rope_theta,
+                tie_word_embeddings=config.tie_word_embeddings, dtype=config.dtype)
+        logger.info(f"LLM-as-RS: {len(self.titles.sequences)} unique titles for {len(self.prompts.lines)} items "
+                    f"({self.titles.shared} items share a title, {self.prompts.titles_cut} titles cut to "
+                    f"{template.max_title_tokens} tokens), vocabulary {vocab}")
+
+    def create(self, rngs: nnx.Rngs) -> Qwen:
+        if self.config.checkpoint:
+            return qwen.load(self.config.checkpoint, dtype=self.config.dtype, param_dtype="float32")
+        return Qwen(self.model_config, rngs=rngs)
+
+    def columns(self, split: LeaveOneOut) -> dict[str, np.ndarray]:
+        """Every training prefix (at most `max_history` items) and its next item, as prompt + title rows."""
+        histories, targets, _ = split.training_examples(self.config.max_history)
+        return self.prompts.training_rows(histories, targets)
+
+    def loss(self, model: Qwen, batch: dict[str, jax.Array], rng: jax.Array
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Mean cross-entropy of the target title tokens + EOS (the last `target_positions` columns hold them)."""
+        tokens, mask = batch["tokens"], batch["mask"]
+        length, span = tokens.shape[1], self.target_positions
+        hidden = model.hidden_states(tokens, mask)
+        logits = model.logits(hidden[:, length - 1 - span:length - 1])  # [B, span, vocab] fp32
+        labels = tokens[:, length - span:]
+        weights = batch["target_mask"][:, length - span:].astype(jnp.float32)
+        label_logits = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
+        nll = jax.nn.logsumexp(logits, axis=-1) - label_logits
+        total = weights.sum()
+        return (nll * weights).sum() / jnp.maximum(total, 1.0), {"weight": total}
+
+    def recommend(self, model: Qwen, histories: jax.Array, k: int) -> jax.Array:
+        """Top-k item ids [B, k] by title-trie beam search (max(k, beam_width) beams); -1 for dead beams."""
+        prompt_ids, prompt_mask = build_prompts(self.tables, histories[:, -self.config.max_history:])
+        step_fn, state = model.beam_decoder(prompt_ids, prompt_mask, self.trie.max_depth)
+        result = beam_search(step_fn, state, self.trie, beam_width=max(k, self.config.beam_width),
+                             start_token=self.prompts.start_token, end_token=self.prompts.eos,
+                             length_normalization=self.config.length_normalization)
+        found = result.valid & (result.sequence_index >= 0)
+        items = self.first_item[jnp.maximum(result.sequence_index, 0)]
+        return jnp.where(found, items, INVALID_ITEM)[:, :k].astype(jnp.int32)
+
+
+def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path) -> ModelFamily:
+    parts = LLMRSFamily(config, split.dataset.catalog, Path(workdir))
+    return ModelFamily(name="llm", create=parts.create, loss=parts.loss, recommend=parts.recommend,
+                       training_columns=parts.columns, padded_columns=("mask", "tokens", "target_mask"),
+                       history_length=config.max_history)
+
+
+def config_entry(model: dict | None = None, **train_overrides) -> dict:
+    """A `config.models` entry: every `LLMRSConfig` field (defaults, then `model`) and the trainer defaults (early
+    stopping on validation recall@10) with `train_overrides`."""
+    from jaxrec.train.defaults import train_config
+
+    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+              for f in dataclasses.fields(LLMRSConfig)}
+    unknown = set(model or {}) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown LLM-as-RS model field(s) {sorted(unknown)}; expected some of {sorted(fields)}")
+    merged: dict[str, Any] = {**fields, **(model or {})}
+    if isinstance((model or {}).get("prompt"), dict):
+        merged["prompt"] = {**fields["prompt"], **model["prompt"]}
+    train = train_config(early_stopping={"metric": "recall@10", "patience": 5})
+    train.update(train_overrides)
+    return {"family": "llm", "model": merged, "train": train.to_dict()}
