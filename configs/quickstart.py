@@ -1,5 +1,6 @@
 """The README's main job: every model family on the embedded synthetic store (offline, a few minutes on 2 cores):
-popularity, SASRec, and item text -> MiniLM -> Semantic IDs -> a small TIGER with constrained beam search."""
+popularity, SASRec, item text -> MiniLM -> Semantic IDs -> a small TIGER with constrained beam search, and a tiny
+LLM-as-RS trained from scratch that generates titles under the title trie."""
 
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
             early_stopping={"metric": "ndcg@10", "patience": 3}, log_every_steps=22, progress=False),
         # A small TIGER over the SIDs above (configs/tiger_synthetic.py's model), trained for a few epochs.
         "tiger": _tiger_entry(),
+        # A tiny from-scratch LLM-as-RS (configs/llm_synthetic.py's model), half an epoch.
+        "llm": _llm_entry(),
     })
     return config
 
@@ -41,4 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
 def _tiger_entry() -> ml_collections.ConfigDict:
     entry = load_config(Path(__file__).with_name("tiger_synthetic.py")).models.tiger
     entry.train.update({"num_epochs": 6, "progress": False})
+    return entry
+
+
+def _llm_entry() -> ml_collections.ConfigDict:
+    entry = load_config(Path(__file__).with_name("llm_synthetic.py")).models.llm
+    entry.train.update({"num_steps": 150, "progress": False})
     return entry

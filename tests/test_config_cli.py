@@ -156,14 +156,19 @@ def test_quickstart_config_loads():
 
 
 # The quickstart's SASRec, shrunk so CLI tests stay fast.
-# The quickstart at test size: 1-epoch tiny SASRec and TIGER, 8 codes per SID level (catalogues hold 15-150 items).
+# The quickstart at test size: 1-epoch tiny SASRec and TIGER, 8 codes per SID level (catalogues hold 15-150 items),
+# a 4-step tiny LLM-as-RS.
 TINY_RUN = ["--config.models.sasrec.train.num_epochs=1", "--config.models.sasrec.train.batch_size=16",
             "--config.models.sasrec.model.hidden=16", "--config.models.sasrec.model.ffn_hidden=32",
             "--config.models.sasrec.model.num_layers=1", "--config.sid.quantizer.codebook_size=8",
             "--config.models.tiger.train.num_epochs=1", "--config.models.tiger.train.batch_size=64",
             "--config.models.tiger.model.num_layers=1", "--config.models.tiger.model.d_model=16",
             "--config.models.tiger.model.d_ff=32", "--config.models.tiger.model.dropout=0.0",
-            "--config.models.tiger.model.beam_width=20"]
+            "--config.models.tiger.model.beam_width=20",
+            "--config.models.llm.train.num_steps=4", "--config.models.llm.train.batch_size=16",
+            "--config.models.llm.model.tokenizer_vocab_size=300", "--config.models.llm.model.hidden_size=16",
+            "--config.models.llm.model.intermediate_size=32", "--config.models.llm.model.num_layers=1",
+            "--config.models.llm.model.head_dim=8"]
 
 
 def test_cli_run_quickstart(tmp_path):
@@ -172,8 +177,9 @@ def test_cli_run_quickstart(tmp_path):
                  "--config.data.options.num_users=300", "--config.data.options.num_items=150", *TINY_RUN])
     assert code == 0
     metrics = json.loads((workdir / "metrics.json").read_text())
-    assert set(metrics) == {"popularity", "sasrec", "tiger"}
-    assert metrics["tiger"]["test"]["invalid_rate@20"] == 0.0  # constrained beams only reach real items
+    assert set(metrics) == {"popularity", "sasrec", "tiger", "llm"}
+    for constrained in ("tiger", "llm"):  # constrained beams only reach real items (SIDs; titles)
+        assert metrics[constrained]["test"]["invalid_rate@20"] == 0.0
     for model in metrics:
         for stage in ("validation", "test"):
             result = metrics[model][stage]
