@@ -93,7 +93,7 @@ def test_training_through_the_registry_and_restoring(split, tmp_path):
 
 def test_config_checks():
     with pytest.raises(ValueError, match="mode"):
-        llm_rs.LLMRSConfig(mode="lora")
+        llm_rs.LLMRSConfig(mode="prefix_tuning")
     with pytest.raises(ValueError, match="checkpoint"):
         llm_rs.LLMRSConfig(mode="full")
     with pytest.raises(ValueError, match="unknown LLM-as-RS"):

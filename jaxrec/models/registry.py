@@ -49,7 +49,9 @@ def _llm(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mappi
          workdir: Path) -> ModelFamily:
     from jaxrec.models import llm_rs
 
-    return llm_rs.family(llm_rs.LLMRSConfig(**config.model.to_dict()), split, workdir)
+    fields = config.model.to_dict()
+    fields["lora_targets"] = tuple(fields.get("lora_targets", llm_rs.DEFAULT_TARGETS))
+    return llm_rs.family(llm_rs.LLMRSConfig(**fields), split, workdir)
 
 
 # Families trained by the shared trainer; popularity is counted, not trained.

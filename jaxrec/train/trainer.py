@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flax.struct
 import jax
@@ -61,6 +62,9 @@ class ModelFamily:
     training_columns: Callable[[LeaveOneOut], dict[str, np.ndarray]]
     padded_columns: tuple[str, ...] = ()
     history_length: int = 50  # histories handed to recommend at evaluation
+    # The parameters trained (an nnx filter); the rest are frozen: no gradients, no optimizer state, not in the
+    # checkpoints (they are recreated by `create`). LoRA families pass `jaxrec.nn.lora.LoRAParam`.
+    trainable: Any = nnx.Param
 
 
 @flax.struct.dataclass
@@ -102,16 +106,16 @@ class Trainer:
         self.tx, self.schedule = make_optimizer(self.config.optimizer, total_steps)
         seed = self.config.seed
 
-        def create() -> TrainState:
+        def create() -> tuple[TrainState, nnx.State]:
             model = self.family.create(nnx.Rngs(params=seed))
-            graphdef, params = nnx.split(model, nnx.Param)
+            graphdef, params, frozen = nnx.split(model, self.family.trainable, ...)
             self._graphdef = graphdef
             return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params),
-                              jax.random.key_data(jax.random.key(seed + 1)), jnp.zeros((), bool))
+                              jax.random.key_data(jax.random.key(seed + 1)), jnp.zeros((), bool)), frozen
 
         with sharding_context(self.mesh, self.config.get("rules", None) or DEFAULT_RULES):
             abstract = nnx.eval_shape(create)
-            state = jax.jit(create, out_shardings=jax.tree.map(_sharding_of(self.mesh), abstract))()
+            state, self.frozen = jax.jit(create, out_shardings=jax.tree.map(_sharding_of(self.mesh), abstract))()
         self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
         self._compile_steps()
         return state
@@ -120,17 +124,19 @@ class Trainer:
         graphdef, family, tx, accumulation = self._graphdef, self.family, self.tx, self.config.get("grad_accum", 1)
         compute_dtype = jnp.dtype(self.config.get("compute_dtype", "float32"))
 
-        def loss_of(params, batch, rng):
+        def loss_of(params, frozen, batch, rng):
             if compute_dtype != jnp.float32:
-                params = jax.tree.map(lambda p: p.astype(compute_dtype) if p.dtype == jnp.float32 else p, params)
-            return family.loss(nnx.merge(graphdef, params), batch, rng)
+                params, frozen = jax.tree.map(
+                    lambda p: p.astype(compute_dtype) if p.dtype == jnp.float32 else p, (params, frozen))
+            return family.loss(nnx.merge(graphdef, params, frozen), batch, rng)
 
-        grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+        grad_fn = jax.value_and_grad(loss_of, has_aux=True)  # gradients of the trainable parameters only
 
-        def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        def train_step(state: TrainState, batch: Batch, frozen: nnx.State
+                       ) -> tuple[TrainState, dict[str, jax.Array]]:
             rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
             if accumulation == 1:
-                (loss, aux), grads = grad_fn(state.params, batch, rng)
+                (loss, aux), grads = grad_fn(state.params, frozen, batch, rng)
             else:
                 # Micro-batches are weighted by their number of loss terms (aux["weight"], default 1), so the
                 # accumulated gradient equals the full batch's even when micro-batches hold different counts.
@@ -138,7 +144,7 @@ class Trainer:
 
                 def body(carry, xs):
                     index, micro_batch = xs
-                    (loss, aux), grads = grad_fn(state.params, micro_batch, jax.random.fold_in(rng, index))
+                    (loss, aux), grads = grad_fn(state.params, frozen, micro_batch, jax.random.fold_in(rng, index))
                     weight = aux.get("weight", jnp.ones((), jnp.float32))
                     weighted = (loss * weight, jax.tree.map(lambda g: g * weight, grads), weight)
                     return jax.tree.map(jnp.add, carry, weighted), None
@@ -156,11 +162,14 @@ class Trainer:
             return TrainState(state.step + 1, params, opt_state, state.rng, nonfinite), metrics
 
         replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.train_step = jax.jit(train_step, in_shardings=(self.state_shardings, None),
-                                  out_shardings=(self.state_shardings, replicated), donate_argnums=(0,))
-        self._recommend = jax.jit(lambda params, histories, k: family.recommend(nnx.merge(graphdef, params),
-                                                                                 histories, k),
-                                  static_argnums=(2,), out_shardings=replicated)
+        frozen_shardings = jax.tree.map(lambda x: x.sharding, self.frozen)
+        # The frozen parameters are arguments (never constants of the compiled programs), bound here.
+        step = jax.jit(train_step, in_shardings=(self.state_shardings, None, frozen_shardings),
+                       out_shardings=(self.state_shardings, replicated), donate_argnums=(0,))
+        self.train_step = lambda state, batch: step(state, batch, self.frozen)
+        recommend = jax.jit(lambda params, frozen, histories, k: family.recommend(
+            nnx.merge(graphdef, params, frozen), histories, k), static_argnums=(3,), out_shardings=replicated)
+        self._recommend = lambda params, histories, k: recommend(params, self.frozen, histories, k)
 
     def recommender(self, params: nnx.State) -> _Recommender:
         return _Recommender(self, params)

@@ -1,0 +1,82 @@
+"""LoRA: low-rank adapters on a model's `Dense` layers, trained while the base weights stay frozen.
+
+`add_lora(model, targets, rank, alpha)` wraps every `Dense` whose attribute name is in `targets` (Hugging Face /
+PEFT names such as `q_proj` or `down_proj` are accepted and mapped to ours) in a `LoRADense`:
+
+    y = base(x) + (alpha / rank) * (x @ A) @ B,   A [in..., rank] ~ N(0, 1/fan_in), B [rank, out...] = 0
+
+so the adapted model computes exactly the base model's function until B moves. Adapter weights are `LoRAParam`s
+(a subclass of `nnx.Param`), which the trainer selects with the family's `trainable` filter: only they get
+gradients and optimizer state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxrec.nn.layers import Dense
+
+# PEFT's module names (Llama/Qwen checkpoints) -> our attribute names.
+HF_NAMES = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "o_proj": "out", "gate_proj": "gate",
+            "up_proj": "up", "down_proj": "down"}
+DEFAULT_TARGETS = ("query", "key", "value", "out", "gate", "up", "down")
+
+
+class LoRAParam(nnx.Param):
+    """An adapter weight: trainable while the base `nnx.Param`s are frozen."""
+
+
+class LoRADense(nnx.Module):
+    """A frozen `Dense` plus a rank-`rank` update scaled by alpha / rank."""
+
+    def __init__(self, base: Dense, rank: int, alpha: float, *, rngs: nnx.Rngs):
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        self.base, self.scale = base, alpha / rank
+        fan_in = math.prod(base.in_shape)
+        dtype = base.kernel[...].dtype
+        self.lora_a = LoRAParam(jax.random.normal(rngs.params(), (*base.in_shape, rank), dtype) / math.sqrt(fan_in))
+        self.lora_b = LoRAParam(jnp.zeros((rank, *base.out_shape), dtype))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n_in = len(self.base.in_shape)
+        letters, batch = "abcdefghij", "xyzuvw"[: x.ndim - n_in]
+        ins, outs = letters[:n_in], letters[n_in:n_in + len(self.base.out_shape)]
+        dtype = self.base.dtype
+        low = jnp.einsum(f"{batch}{ins},{ins}r->{batch}r", x.astype(dtype), self.lora_a[...].astype(dtype))
+        update = jnp.einsum(f"{batch}r,r{outs}->{batch}{outs}", low, self.lora_b[...].astype(dtype))
+        return self.base(x) + self.scale * update
+
+
+def add_lora(model: nnx.Module, targets: Iterable[str] = DEFAULT_TARGETS, *, rank: int = 8, alpha: float = 16.0,
+             rngs: nnx.Rngs) -> int:
+    """Wrap, in place, every `Dense` attribute of `model` (at any depth) named in `targets`; returns how many were
+    wrapped. Raises when none matches (a misspelt target would otherwise train nothing)."""
+    names = {HF_NAMES.get(name, name) for name in targets}
+    unknown = names - set(DEFAULT_TARGETS) - {"lm_head"}
+    if unknown:
+        raise ValueError(f"unknown LoRA target(s) {sorted(unknown)}; known: {sorted(DEFAULT_TARGETS)} or the "
+                         f"Hugging Face names {sorted(HF_NAMES)}")
+    wrapped = 0
+    for _, module in list(nnx.iter_graph(model)):
+        if not isinstance(module, nnx.Module) or isinstance(module, LoRADense):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if attribute in names and isinstance(value, Dense):
+                setattr(module, attribute, LoRADense(value, rank, alpha, rngs=rngs))
+                wrapped += 1
+    if not wrapped:
+        raise ValueError(f"no Dense layer named {sorted(names)} in {type(model).__name__}")
+    return wrapped
+
+
+def parameter_counts(model: nnx.Module) -> dict[str, int]:
+    """{"trainable": LoRA parameters, "frozen": every other parameter} (element counts)."""
+    lora = sum(x.size for x in jax.tree.leaves(nnx.state(model, LoRAParam)))
+    total = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    return {"trainable": int(lora), "frozen": int(total - lora)}
