@@ -30,7 +30,7 @@ from jaxrec.data.splits import LeaveOneOut
 from jaxrec.data.types import INVALID_ITEM, Catalog
 from jaxrec.decoding.beam_search import beam_search
 from jaxrec.decoding.trie import Trie
-from jaxrec.models import qwen
+from jaxrec.models import hf_loading, qwen
 from jaxrec.models.qwen import Qwen, QwenConfig
 from jaxrec.nn.lora import DEFAULT_TARGETS, LoRAParam, add_lora
 from jaxrec.text.item_text import item_texts
@@ -109,7 +109,7 @@ class LLMRSFamily:
         self.first_item = jnp.asarray(self.titles.first_item)
         self.target_positions = template.max_title_tokens + 1
         if config.checkpoint:
-            self.model_config = QwenConfig.from_hf(qwen.hf_loading.read_config(config.checkpoint), dtype=config.dtype)
+            self.model_config = QwenConfig.from_hf(hf_loading.read_config(config.checkpoint), dtype=config.dtype)
             if self.model_config.vocab_size < vocab:
                 raise ValueError(f"{config.checkpoint}: the model's vocabulary ({self.model_config.vocab_size}) is "
                                  f"smaller than the tokenizer's ({vocab})")
