@@ -4,6 +4,7 @@ shared trainer and restoring the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -98,3 +99,46 @@ def test_config_checks():
         llm_rs.LLMRSConfig(mode="full")
     with pytest.raises(ValueError, match="unknown LLM-as-RS"):
         llm_rs.config_entry({"layers": 3})
+
+
+def test_lora_and_full_modes_on_a_hugging_face_checkpoint(split, tmp_path):
+    """A tiny Qwen3 checkpoint folder with its own tokenizer: the family loads both, LoRA starts as the checkpoint's
+    exact function (logits = transformers' within 1e-5) and training leaves its weights untouched; a checkpoint
+    whose vocabulary is smaller than its tokenizer's is refused."""
+    import torch
+    from _hf_fixtures import qwen3_causal_lm, save
+
+    from jaxrec.text.item_text import item_texts
+    from jaxrec.text.tokenizer import train_tokenizer
+    from jaxrec.train.trainer import Trainer
+    from _multidevice_worker import tiny_train_config
+
+    texts, _ = item_texts(split.dataset.catalog, ("{title}",))
+    tokenizer = train_tokenizer(texts * 5, 300, tmp_path / "ckpt")
+    reference = qwen3_causal_lm(vocab_size=len(tokenizer))
+    save(reference, tmp_path / "ckpt")
+    config = llm_rs.LLMRSConfig(mode="lora", checkpoint=str(tmp_path / "ckpt"), max_history=5, lora_rank=2,
+                                prompt=PROMPT)
+    family = llm_rs.family(config, split, tmp_path / "run")
+    trainer = Trainer(family, tiny_train_config(batch_size=8, num_steps=2), tmp_path / "run")
+    state = trainer.init_state(2)
+    columns = family.training_columns(split)
+    batch = {name: jnp.asarray(value[:8]) for name, value in columns.items()}
+    model = nnx.merge(trainer._graphdef, state.params, trainer.frozen)
+    _, logits = model(batch["tokens"], batch["mask"])
+    with torch.no_grad():
+        expected = reference(input_ids=torch.tensor(np.asarray(batch["tokens"]), dtype=torch.long),
+                             attention_mask=torch.tensor(np.asarray(batch["mask"]), dtype=torch.long)).logits
+    real = np.asarray(batch["mask"]).astype(bool)
+    assert np.abs(np.asarray(logits)[real] - expected.numpy()[real]).max() <= 1e-5
+    frozen = [np.asarray(x) for x in jax.tree.leaves(trainer.frozen)]
+    state, metrics = trainer.train_step(state, batch)
+    assert np.isfinite(float(metrics["loss"]))
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(frozen, jax.tree.leaves(trainer.frozen)))
+    full = llm_rs.family(dataclasses.replace(config, mode="full"), split, tmp_path / "full")
+    assert full.trainable is nnx.Param
+    small = qwen3_causal_lm(vocab_size=200)
+    save(small, tmp_path / "small")
+    tokenizer.save_pretrained(tmp_path / "small")
+    with pytest.raises(ValueError, match="smaller than the tokenizer"):
+        llm_rs.family(dataclasses.replace(config, checkpoint=str(tmp_path / "small")), split, tmp_path / "s")

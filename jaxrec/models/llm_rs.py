@@ -124,14 +124,20 @@ class LLMRSFamily:
                     f"{template.max_title_tokens} tokens), vocabulary {vocab}")
 
     def create(self, rngs: nnx.Rngs) -> Qwen:
+        """The model with random weights (a checkpoint's are filled in by `pretrained`, outside jit)."""
         config = self.config
-        if config.checkpoint:
-            model = qwen.load(config.checkpoint, dtype=config.dtype, param_dtype="float32")
-        else:
-            model = Qwen(self.model_config, rngs=rngs)
+        model = Qwen(self.model_config, rngs=rngs)
         if config.mode == "lora":
             add_lora(model, config.lora_targets, rank=config.lora_rank, alpha=config.lora_alpha, rngs=rngs)
         return model
+
+    def pretrained(self) -> nnx.State:
+        """The checkpoint's weights at the created model's paths (under LoRA adapters: `<layer>.base.kernel`)."""
+        model = qwen.load(self.config.checkpoint, dtype=self.config.dtype, param_dtype="float32")
+        if self.config.mode == "lora":
+            add_lora(model, self.config.lora_targets, rank=self.config.lora_rank, alpha=self.config.lora_alpha,
+                     rngs=nnx.Rngs(0))
+        return nnx.state(model, nnx.All(nnx.Param, nnx.Not(LoRAParam)))
 
     def columns(self, split: LeaveOneOut) -> dict[str, np.ndarray]:
         """Every training prefix (at most `max_history` items) and its next item, as prompt + title rows."""
@@ -169,7 +175,8 @@ def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path) -> Mode
     return ModelFamily(name="llm", create=parts.create, loss=parts.loss, recommend=parts.recommend,
                        training_columns=parts.columns, padded_columns=("mask", "tokens", "target_mask"),
                        history_length=config.max_history,
-                       trainable=LoRAParam if config.mode == "lora" else nnx.Param)
+                       trainable=LoRAParam if config.mode == "lora" else nnx.Param,
+                       pretrained=parts.pretrained if config.checkpoint else None)
 
 
 def config_entry(model: dict | None = None, **train_overrides) -> dict:

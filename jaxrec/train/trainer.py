@@ -65,6 +65,9 @@ class ModelFamily:
     # The parameters trained (an nnx filter); the rest are frozen: no gradients, no optimizer state, not in the
     # checkpoints (they are recreated by `create`). LoRA families pass `jaxrec.nn.lora.LoRAParam`.
     trainable: Any = nnx.Param
+    # Pretrained weights, loaded outside jit (straight into sharded arrays): () -> an nnx.State whose paths are the
+    # model's; they replace the created values (e.g. a Hugging Face checkpoint under LoRA adapters).
+    pretrained: Callable[[], nnx.State] | None = None
 
 
 @flax.struct.dataclass
@@ -116,6 +119,10 @@ class Trainer:
         with sharding_context(self.mesh, self.config.get("rules", None) or DEFAULT_RULES):
             abstract = nnx.eval_shape(create)
             state, self.frozen = jax.jit(create, out_shardings=jax.tree.map(_sharding_of(self.mesh), abstract))()
+            if self.family.pretrained is not None:
+                loaded = dict(nnx.to_flat_state(self.family.pretrained()))
+                state = state.replace(params=_overwrite(state.params, loaded))
+                self.frozen = _overwrite(self.frozen, loaded)
         self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
         self._compile_steps()
         return state
@@ -376,6 +383,20 @@ def _sharding_of(mesh):
             return spec
         return NamedSharding(mesh, PartitionSpec())
     return sharding
+
+
+def _overwrite(target: nnx.State, loaded: dict) -> nnx.State:
+    """`target` with every value whose path is in `loaded` replaced (same shape, target's dtype and sharding)."""
+    flat = []
+    for path, variable in nnx.to_flat_state(target):
+        if path in loaded:
+            current, value = variable.get_value(), loaded[path].get_value()
+            if value.shape != current.shape:
+                raise ValueError(f"pretrained {'.'.join(map(str, path))} has shape {value.shape}, the model "
+                                 f"{current.shape}")
+            variable = variable.replace(jax.device_put(value.astype(current.dtype), current.sharding))
+        flat.append((path, variable))
+    return nnx.from_flat_state(flat)
 
 
 def _agreed(flag: bool) -> bool:
