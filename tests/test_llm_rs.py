@@ -97,6 +97,8 @@ def test_config_checks():
         llm_rs.LLMRSConfig(mode="prefix_tuning")
     with pytest.raises(ValueError, match="checkpoint"):
         llm_rs.LLMRSConfig(mode="full")
+    with pytest.raises(ValueError, match="unknown shape"):
+        llm_rs.LLMRSConfig(shape="qwen3-70b")
     with pytest.raises(ValueError, match="unknown LLM-as-RS"):
         llm_rs.config_entry({"layers": 3})
 

@@ -52,6 +52,7 @@ class LLMRSConfig:
     checkpoint: str = ""  # a Hugging Face Qwen3/Qwen2/Llama folder ("full"; "lora" adapts it, or a random model)
     tokenizer: str = ""  # a tokenizer folder; "": the checkpoint's, or one trained on the catalogue (scratch)
     tokenizer_vocab_size: int = 2048
+    shape: str = ""  # a paper size from `qwen.QWEN3_SHAPES` ("qwen3-0.6b" ... "qwen3-14b"): replaces the fields below
     hidden_size: int = 64
     intermediate_size: int = 192
     num_layers: int = 2
@@ -76,6 +77,8 @@ class LLMRSConfig:
             raise ValueError("mode 'full' fine-tunes a checkpoint: set `checkpoint` to a Hugging Face folder")
         if self.mode == "scratch" and self.checkpoint:
             raise ValueError("mode 'scratch' trains a new model; leave `checkpoint` empty or use mode 'full'")
+        if self.shape and self.shape not in qwen.QWEN3_SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; known: {sorted(qwen.QWEN3_SHAPES)}")
 
 
 def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, template: PromptTemplate):
@@ -114,11 +117,13 @@ class LLMRSFamily:
                 raise ValueError(f"{config.checkpoint}: the model's vocabulary ({self.model_config.vocab_size}) is "
                                  f"smaller than the tokenizer's ({vocab})")
         else:
-            self.model_config = QwenConfig(
-                vocab_size=vocab, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-                num_layers=config.num_layers, num_heads=config.num_heads, num_kv_heads=config.num_kv_heads,
-                head_dim=config.head_dim, rope_theta=config.rope_theta,
-                tie_word_embeddings=config.tie_word_embeddings, dtype=config.dtype)
+            shape = dict(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                         num_layers=config.num_layers, num_heads=config.num_heads, num_kv_heads=config.num_kv_heads,
+                         head_dim=config.head_dim, rope_theta=config.rope_theta,
+                         tie_word_embeddings=config.tie_word_embeddings)
+            if config.shape:
+                shape.update(qwen.QWEN3_SHAPES[config.shape], rope_theta=1_000_000.0)
+            self.model_config = QwenConfig(vocab_size=vocab, dtype=config.dtype, **shape)
         logger.info(f"LLM-as-RS: {len(self.titles.sequences)} unique titles for {len(self.prompts.lines)} items "
                     f"({self.titles.shared} items share a title, {self.prompts.titles_cut} titles cut to "
                     f"{template.max_title_tokens} tokens), vocabulary {vocab}")

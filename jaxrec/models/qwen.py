@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxrec.models import hf_loading
@@ -30,6 +31,23 @@ from jaxrec.nn.mlp import MLP
 from jaxrec.nn.pooling import sentence_embeddings
 
 MODEL_TYPES = ("qwen3", "qwen2", "llama")
+
+# The paper's LLM-as-RS sizes: Qwen3 shapes from the released config.json files (vocabulary 151,936, RoPE theta 1e6).
+# Exact totals from `count_parameters`: 0.596B, 1.721B, 4.022B, 8.191B, 14.768B (model cards: 0.6B, 1.7B, 4.0B,
+# 8.2B, 14.8B; non-embedding 0.44B, 1.4B, 3.6B, 6.95B, 13.2B).
+QWEN3_SHAPES: dict[str, dict[str, int | bool]] = {
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16, num_kv_heads=8,
+                       head_dim=128, tie_word_embeddings=True),
+    "qwen3-1.7b": dict(hidden_size=2048, intermediate_size=6144, num_layers=28, num_heads=16, num_kv_heads=8,
+                       head_dim=128, tie_word_embeddings=True),
+    "qwen3-4b": dict(hidden_size=2560, intermediate_size=9728, num_layers=36, num_heads=32, num_kv_heads=8,
+                     head_dim=128, tie_word_embeddings=True),
+    "qwen3-8b": dict(hidden_size=4096, intermediate_size=12288, num_layers=36, num_heads=32, num_kv_heads=8,
+                     head_dim=128, tie_word_embeddings=False),
+    "qwen3-14b": dict(hidden_size=5120, intermediate_size=17408, num_layers=40, num_heads=40, num_kv_heads=8,
+                      head_dim=128, tie_word_embeddings=False),
+}
+QWEN3_VOCAB = 151_936
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,3 +262,30 @@ def load(folder: str | Path, *, dtype: str = "float32", param_dtype: str | None 
     """A `Qwen` with the weights of the HF checkpoint in `folder`."""
     config = QwenConfig.from_hf(hf_loading.read_config(folder), dtype=dtype, param_dtype=param_dtype or dtype)
     return hf_loading.load_pretrained(lambda: Qwen(config, rngs=nnx.Rngs(0)), folder, key_map(config))
+
+
+def count_parameters(config: QwenConfig, transform: Callable[[Qwen], Any] | None = None) -> dict[str, int]:
+    """Exact parameter counts of the model `config` builds ({"total", "embedding", "without_embedding"}, plus
+    {"trainable", "frozen"} when `transform` adds LoRA adapters), read from shapes alone: the model is traced with
+    one and two layers and the per-layer difference scaled, so even 14B shapes count in milliseconds."""
+    from jaxrec.nn.lora import LoRAParam
+
+    def counts(layers: int) -> dict[str, int]:
+        def build() -> Qwen:
+            model = Qwen(dataclasses.replace(config, num_layers=layers), rngs=nnx.Rngs(0))
+            if transform is not None:
+                transform(model)
+            return model
+
+        abstract = nnx.eval_shape(build)
+        size = lambda state: sum(int(np.prod(v.get_value().shape)) for _, v in nnx.to_flat_state(state))  # noqa: E731
+        total = size(nnx.state(abstract, nnx.Param))
+        lora = size(nnx.state(abstract, LoRAParam))
+        return {"total": total, "trainable": lora if transform else total, "frozen": total - lora if transform else 0}
+
+    one, two = counts(1), counts(2)
+    result = {key: one[key] + (config.num_layers - 1) * (two[key] - one[key]) for key in one}
+    result["embedding"] = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings or
+                                                                     not config.lm_head else 2)
+    result["without_embedding"] = result["total"] - result["embedding"]
+    return result
