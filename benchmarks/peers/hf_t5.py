@@ -56,10 +56,11 @@ def train_step_seconds(model: transformers.T5ForConditionalGeneration, history: 
     return float(np.median(times))
 
 
-def trie_dict(sequences: np.ndarray) -> dict[tuple[int, ...], list[int]]:
-    """prefix (tuple of tokens) -> allowed next tokens, for every prefix of every catalogue sequence."""
+def trie_dict(sequences: np.ndarray | list[list[int]]) -> dict[tuple[int, ...], list[int]]:
+    """prefix (tuple of tokens) -> allowed next tokens, for every prefix of every catalogue sequence (an [N, L]
+    array, or a list of variable-length token lists)."""
     allowed: dict[tuple[int, ...], set[int]] = {}
-    for row in sequences.tolist():
+    for row in (sequences.tolist() if isinstance(sequences, np.ndarray) else sequences):
         for depth in range(len(row)):
             allowed.setdefault(tuple(row[:depth]), set()).add(row[depth])
     return {prefix: sorted(tokens) for prefix, tokens in allowed.items()}

@@ -175,13 +175,17 @@ class LLMRSFamily:
         return jnp.where(found, items, INVALID_ITEM)[:, :k].astype(jnp.int32)
 
 
+    def model_family(self) -> ModelFamily:
+        config = self.config
+        return ModelFamily(name="llm", create=self.create, loss=self.loss, recommend=self.recommend,
+                           training_columns=self.columns, padded_columns=("mask", "tokens", "target_mask"),
+                           history_length=config.max_history,
+                           trainable=LoRAParam if config.mode == "lora" else nnx.Param,
+                           pretrained=self.pretrained if config.checkpoint else None)
+
+
 def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path) -> ModelFamily:
-    parts = LLMRSFamily(config, split.dataset.catalog, Path(workdir))
-    return ModelFamily(name="llm", create=parts.create, loss=parts.loss, recommend=parts.recommend,
-                       training_columns=parts.columns, padded_columns=("mask", "tokens", "target_mask"),
-                       history_length=config.max_history,
-                       trainable=LoRAParam if config.mode == "lora" else nnx.Param,
-                       pretrained=parts.pretrained if config.checkpoint else None)
+    return LLMRSFamily(config, split.dataset.catalog, Path(workdir)).model_family()
 
 
 def config_entry(model: dict | None = None, **train_overrides) -> dict:
