@@ -7,10 +7,12 @@ Any field can be overridden on the command line as `--config.a.b=value`; the val
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import importlib.util
 import json
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,31 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
     """A short content hash of the resolved config, for artifact headers and run identification."""
     text = json.dumps(config.to_dict(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ config dataclasses
+def dataclass_defaults(cls: type, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Every field's default (factories called) of the config dataclass `cls`: a `config.models` entry lists them
+    all, so each one is overridable from the command line."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls) if f.name not in exclude}
+
+
+def check_fields(cls: type, values: Mapping[str, Any], what: str, *, error: type[Exception] = ValueError,
+                 exclude: Sequence[str] = ()) -> None:
+    """Raise `error` naming the keys of `values` that are not fields of `cls` (a misspelt setting would otherwise be
+    dropped silently)."""
+    known = {f.name for f in dataclasses.fields(cls)} - set(exclude)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise error(f"unknown {what} fields {unknown}; known: {sorted(known)}")
+
+
+def dataclass_from_dict(cls: type, values: Mapping[str, Any], what: str, *,
+                        error: type[Exception] = ValueError) -> Any:
+    """`cls(**values)` for a config dict (e.g. `ConfigDict.to_dict()`): unknown keys raise `error`, and lists are
+    turned back into tuples for the fields annotated as tuples (config round trips make them lists)."""
+    check_fields(cls, values, what, error=error)
+    hints = typing.get_type_hints(cls)
+    return cls(**{key: tuple(value) if typing.get_origin(hints[key]) is tuple and value is not None else value
+                  for key, value in values.items()})

@@ -191,13 +191,11 @@ def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path) -> Mode
 def config_entry(model: dict | None = None, **train_overrides) -> dict:
     """A `config.models` entry: every `LLMRSConfig` field (defaults, then `model`) and the trainer defaults (early
     stopping on validation recall@10) with `train_overrides`."""
+    from jaxrec.config import check_fields, dataclass_defaults
     from jaxrec.train.defaults import train_config
 
-    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-              for f in dataclasses.fields(LLMRSConfig)}
-    unknown = set(model or {}) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown LLM-as-RS model field(s) {sorted(unknown)}; expected some of {sorted(fields)}")
+    check_fields(LLMRSConfig, model or {}, "LLM-as-RS model")
+    fields = dataclass_defaults(LLMRSConfig)
     merged: dict[str, Any] = {**fields, **(model or {})}
     if isinstance((model or {}).get("prompt"), dict):
         merged["prompt"] = {**fields["prompt"], **model["prompt"]}

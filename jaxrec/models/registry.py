@@ -49,9 +49,10 @@ def _llm(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mappi
          workdir: Path) -> ModelFamily:
     from jaxrec.models import llm_rs
 
-    fields = config.model.to_dict()
-    fields["lora_targets"] = tuple(fields.get("lora_targets", llm_rs.DEFAULT_TARGETS))
-    return llm_rs.family(llm_rs.LLMRSConfig(**fields), split, workdir)
+    from jaxrec.config import dataclass_from_dict
+
+    model_config = dataclass_from_dict(llm_rs.LLMRSConfig, config.model.to_dict(), "LLM-as-RS model")
+    return llm_rs.family(model_config, split, workdir)
 
 
 # Families trained by the shared trainer; popularity is counted, not trained.

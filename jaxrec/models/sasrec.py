@@ -164,10 +164,9 @@ def family(config: SASRecConfig) -> ModelFamily:
 def config_entry(model: dict | None = None, **train_overrides) -> dict:
     """A `config.models` entry: every `SASRecConfig` field (its defaults, then `model`), and the trainer defaults
     with `train_overrides`. Listing every field keeps each one overridable from the command line."""
+    from jaxrec.config import check_fields, dataclass_defaults
     from jaxrec.train.defaults import train_config
 
-    fields = {f.name: f.default for f in dataclasses.fields(SASRecConfig) if f.name != "num_items"}
-    unknown = set(model or {}) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown SASRec model field(s) {sorted(unknown)}; expected some of {sorted(fields)}")
-    return {"family": "sasrec", "model": {**fields, **(model or {})}, "train": train_config(**train_overrides).to_dict()}
+    check_fields(SASRecConfig, model or {}, "SASRec model", exclude=("num_items",))
+    return {"family": "sasrec", "model": {**dataclass_defaults(SASRecConfig, exclude=("num_items",)), **(model or {})},
+            "train": train_config(**train_overrides).to_dict()}

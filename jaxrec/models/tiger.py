@@ -328,12 +328,11 @@ def _traced_counts(config: TIGERConfig) -> dict[str, int]:
 def config_entry(model: dict | None = None, **train_overrides) -> dict:
     """A `config.models` entry: every `TIGERConfig` field but the table's level sizes (its defaults, then `model`),
     and the trainer defaults (early stopping on validation recall@10) with `train_overrides`."""
+    from jaxrec.config import check_fields, dataclass_defaults
     from jaxrec.train.defaults import train_config
 
-    fields = {f.name: f.default for f in dataclasses.fields(TIGERConfig) if f.name != "level_sizes"}
-    unknown = set(model or {}) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown TIGER model field(s) {sorted(unknown)}; expected some of {sorted(fields)}")
+    check_fields(TIGERConfig, model or {}, "TIGER model", exclude=("level_sizes",))
     train = train_config(early_stopping={"metric": "recall@10", "patience": 5})
     train.update(train_overrides)
-    return {"family": "tiger", "model": {**fields, **(model or {})}, "train": train.to_dict()}
+    return {"family": "tiger", "model": {**dataclass_defaults(TIGERConfig, exclude=("level_sizes",)), **(model or {})},
+            "train": train.to_dict()}

@@ -79,7 +79,7 @@ def quantize_stage(embeddings: np.ndarray, embeddings_header: dict[str, Any], qu
                    folder: Path, catalog: Catalog | None = None, *, force: bool = False
                    ) -> tuple[SIDTable, dict[str, Any]]:
     """Quantize, append the collision digit, and write the table and its diagnostics."""
-    provenance = {"quantizer": dataclasses.asdict(quantizer),
+    provenance = {"quantizer": _quantizer_header(quantizer),
                   "embeddings": {key: embeddings_header.get(key) for key in
                                  ("encoder", "weights_hash", "template", "separator", "text_hash", "content_hash")}}
     provenance = json.loads(json.dumps(provenance))  # tuples -> lists, as they will read back from the header
@@ -107,31 +107,32 @@ def quantize_stage(embeddings: np.ndarray, embeddings_header: dict[str, Any], qu
     return table, diagnostics
 
 
+def _quantizer_header(quantizer: QuantizerConfig) -> dict[str, Any]:
+    """The quantizer config as a table header records it (tuples -> lists, as JSON reads them back)."""
+    return json.loads(json.dumps(dataclasses.asdict(quantizer)))
+
+
 def build_sid(config: ml_collections.ConfigDict, catalog: Catalog, folder: str | Path, *,
               force: bool = False) -> tuple[SIDTable, dict[str, Any]]:
     """embed -> quantize -> table for `catalog`, artifacts in `folder` (or the prebuilt `config.table`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if config.get("table"):
-        return prebuilt_table(Path(config.table), config, catalog, folder)
-    embeddings, header = embed_stage(config, catalog, folder, force=force)
     quantizer = QuantizerConfig.from_dict(config.quantizer.to_dict())
+    if config.get("table"):
+        return prebuilt_table(Path(config.table), quantizer, catalog, folder)
+    embeddings, header = embed_stage(config, catalog, folder, force=force)
     return quantize_stage(embeddings, header, quantizer, folder, catalog, force=force)
 
 
-def prebuilt_table(path: Path, config: ml_collections.ConfigDict, catalog: Catalog, folder: Path
+def prebuilt_table(path: Path, quantizer: QuantizerConfig, catalog: Catalog, folder: Path
                    ) -> tuple[SIDTable, dict[str, Any]]:
     """Use the table at `path` (and its diagnostics, when beside it): verified, and refused when it covers another
-    number of items or was made by another quantizer config than `config.quantizer`; copied into `folder` so the
-    run directory is self-contained (`jaxrec predict` reads it there)."""
-    table = SIDTable.load(path)
+    number of items or was made by another quantizer config than `quantizer`; copied into `folder` so the run
+    directory is self-contained (`jaxrec predict` reads it there)."""
+    table = SIDTable.load(path, expect={"quantizer": _quantizer_header(quantizer)})
     if table.num_items != catalog.num_items:
         raise SIDTableError(f"{path}: the table has {table.num_items} items, the catalogue {catalog.num_items}; it was "
                             f"built for another dataset")
-    configured = json.loads(json.dumps(dataclasses.asdict(QuantizerConfig.from_dict(config.quantizer.to_dict()))))
-    if table.header.get("quantizer") != configured:
-        raise SIDTableError(f"{path}: made with quantizer {table.header.get('quantizer')}, the config asks for "
-                            f"{configured}; set sid.quantizer to the table's or leave sid.table empty to rebuild")
     target = folder / TABLE_FILE
     if target.resolve() != path.resolve():
         table.save(target)

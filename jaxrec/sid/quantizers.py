@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxrec.config import dataclass_from_dict
+
 METHODS = ("rq_kmeans", "rq_vae", "residual_vq")
 
 
@@ -52,14 +54,7 @@ class QuantizerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> QuantizerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise QuantizerError(f"unknown quantizer fields {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if "hidden" in values:
-            values["hidden"] = tuple(values["hidden"])
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "quantizer", error=QuantizerError)
 
 
 @dataclasses.dataclass

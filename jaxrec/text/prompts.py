@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrec.config import dataclass_from_dict
 from jaxrec.data.types import Catalog
 from jaxrec.text.item_text import item_texts
 
@@ -38,14 +39,7 @@ class PromptTemplate:
 
     @classmethod
     def from_dict(cls, values: dict) -> PromptTemplate:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - fields
-        if unknown:
-            raise ValueError(f"unknown prompt template field(s) {sorted(unknown)}; expected some of {sorted(fields)}")
-        values = dict(values)
-        if "item_text" in values:
-            values["item_text"] = tuple(values["item_text"])
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "prompt template")
 
 
 class Prompts:
