@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from benchmarks.record import record
+from benchmarks.timing import train_step_times
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
@@ -53,7 +53,6 @@ def main() -> None:
     from jaxrec.text.item_text import item_texts
     from jaxrec.text.tokenizer import train_tokenizer
     from jaxrec.train.defaults import train_config
-    from jaxrec.train.mesh import shard_batch
     from jaxrec.train.trainer import Trainer
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -83,14 +82,9 @@ def main() -> None:
         trainer = Trainer(family, train_config(batch_size=BATCH, num_steps=args.steps + 3, progress=False,
                                                tensorboard=False, async_checkpointing=False), Path(tmp) / "run")
         state = trainer.init_state(args.steps + 3)
-        times = []
-        for index in range(args.steps + 3):
-            batch = shard_batch({k: v[index * BATCH:(index + 1) * BATCH] for k, v in rows.items()}, trainer.mesh)
-            started = time.perf_counter()
-            state, metrics = trainer.train_step(state, batch)
-            jax.block_until_ready((state, metrics))
-            if index >= 3:
-                times.append(time.perf_counter() - started)
+        host_batches = [{k: v[index * BATCH:(index + 1) * BATCH] for k, v in rows.items()}
+                        for index in range(args.steps + 3)]
+        times, state = train_step_times(trainer, state, host_batches, warmup=3)
         results["ours/train_step_median_s"] = statistics.median(times)
         results["row_length"] = int(rows["tokens"].shape[1])
         first = {k: v[:BATCH] for k, v in rows.items()}

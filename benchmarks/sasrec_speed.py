@@ -27,6 +27,7 @@ from pathlib import Path
 import jax
 
 from benchmarks.record import record
+from benchmarks.timing import train_step_times
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = dict(max_length=50, hidden=64, num_layers=2, num_heads=2, ffn_hidden=256, dropout=0.5,
@@ -46,19 +47,12 @@ def trainer_for(split, workdir: Path, loss_positions: str, num_steps: int, batch
 
 def step_times(trainer, split, steps: int, warmup: int = 5) -> tuple[list[float], tuple[int, ...], object]:
     from jaxrec.data.pipeline import example_batches
-    from jaxrec.train.mesh import shard_batch
 
     state = trainer.init_state(steps + warmup)
     columns = trainer.family.training_columns(split)
     iterator = iter(example_batches(columns, batch_size=trainer.config.batch_size, seed=0, num_epochs=None))
-    batches = [shard_batch(next(iterator), trainer.mesh) for _ in range(steps + warmup)]
-    times = []
-    for index, batch in enumerate(batches):
-        started = time.perf_counter()
-        state, metrics = trainer.train_step(state, batch)
-        jax.block_until_ready((state, metrics))
-        if index >= warmup:
-            times.append(time.perf_counter() - started)
+    batches = [next(iterator) for _ in range(steps + warmup)]
+    times, state = train_step_times(trainer, state, batches, warmup)
     return times, tuple(batches[0]["sequence"].shape), state
 
 

@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from benchmarks.record import record
+from benchmarks.timing import train_step_times
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = dict(num_layers=4, d_model=128, num_heads=6, d_kv=64, d_ff=1024, feed_forward_proj="relu", mlp_layers=1,
@@ -64,7 +64,6 @@ def main() -> None:
     from jaxrec.eval.evaluator import evaluate
     from jaxrec.models import tiger
     from jaxrec.train.defaults import train_config
-    from jaxrec.train.mesh import shard_batch
     from jaxrec.train.trainer import Trainer
 
     split = leave_one_out(read_p5(args.data))
@@ -79,14 +78,7 @@ def main() -> None:
         columns = family.training_columns(split)
         iterator = iter(example_batches(columns, batch_size=256, seed=0, num_epochs=None))
         host_batches = [next(iterator) for _ in range(args.steps + 5)]
-        times = []
-        for index, batch in enumerate(host_batches):
-            batch = shard_batch(batch, trainer.mesh)
-            started = time.perf_counter()
-            state, metrics = trainer.train_step(state, batch)
-            jax.block_until_ready((state, metrics))
-            if index >= 5:
-                times.append(time.perf_counter() - started)
+        times, state = train_step_times(trainer, state, host_batches, warmup=5)
         results["ours/train_step_median_s"] = statistics.median(times)
         results["ours/batch_history_shape"] = list(host_batches[0]["history"].shape)
 

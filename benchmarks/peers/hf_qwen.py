@@ -16,28 +16,16 @@ import numpy as np
 import torch
 import transformers
 
-from benchmarks.peers.hf_t5 import DEVICE, _synchronize, trie_dict
+from benchmarks.peers.torch_common import DEVICE, adamw_step_seconds, synchronize, trie_dict
 
 
 def train_step_seconds(model: transformers.Qwen3ForCausalLM, tokens: np.ndarray, mask: np.ndarray,
                        target_mask: np.ndarray, steps: int = 10, warmup: int = 2, learning_rate: float = 1e-3) -> float:
     """Median seconds of one AdamW step on rows [B, L] (left-padded; `target_mask` marks the title tokens)."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     input_ids = torch.as_tensor(tokens, dtype=torch.long, device=DEVICE)
-    attention_mask = torch.as_tensor(mask, dtype=torch.long, device=DEVICE)
-    labels = torch.where(torch.as_tensor(target_mask, device=DEVICE) == 1, input_ids, -100)
-    times = []
-    for step in range(warmup + steps):
-        started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        _synchronize()
-        if step >= warmup:
-            times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    inputs = {"input_ids": input_ids, "attention_mask": torch.as_tensor(mask, dtype=torch.long, device=DEVICE),
+              "labels": torch.where(torch.as_tensor(target_mask, device=DEVICE) == 1, input_ids, -100)}
+    return adamw_step_seconds(model, inputs, steps, warmup, learning_rate)
 
 
 def generate_users_per_second(model: transformers.Qwen3ForCausalLM, prompts: list[list[int]],
@@ -85,7 +73,7 @@ def generate_users_per_second(model: transformers.Qwen3ForCausalLM, prompts: lis
         generated = []
         for begin in range(0, len(prompts), batch_size):
             generated += run(prompts[begin:begin + batch_size])
-        _synchronize()
+        synchronize()
         seconds = time.perf_counter() - started
     invalid = sum(title not in valid for title in generated)
     return {"users": len(prompts), "seconds": seconds, "users_per_second": len(prompts) / seconds,

@@ -1,5 +1,5 @@
 """The peer a user would otherwise pick for TIGER: Hugging Face `T5ForConditionalGeneration` on PyTorch (on the
-GPU when torch sees one, else the CPU: the same machine as the JAX side).
+GPU when torch sees one, else the CPU: the same machine as the JAX side; see `torch_common`).
 
 Two measurements at a size and batch given by the caller:
   * `train_step_seconds`: one AdamW step (forward + backward + update) with teacher forcing on the target SID tokens;
@@ -16,13 +16,7 @@ import numpy as np
 import torch
 import transformers
 
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _synchronize() -> None:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
+from benchmarks.peers.torch_common import DEVICE, adamw_step_seconds, synchronize, trie_dict
 
 
 def t5_model(vocab_size: int, d_model: int, num_layers: int, num_heads: int, d_kv: int, d_ff: int,
@@ -38,32 +32,10 @@ def t5_model(vocab_size: int, d_model: int, num_layers: int, num_heads: int, d_k
 def train_step_seconds(model: transformers.T5ForConditionalGeneration, history: np.ndarray, target: np.ndarray,
                        steps: int = 10, warmup: int = 2, learning_rate: float = 1e-3) -> float:
     """Median seconds of one AdamW step on `history` [B, L] (0 = pad) -> `target` [B, T] token ids."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     input_ids = torch.as_tensor(history, dtype=torch.long, device=DEVICE)
-    attention_mask = (input_ids != 0).long()
-    labels = torch.as_tensor(target, dtype=torch.long, device=DEVICE)
-    times = []
-    for step in range(warmup + steps):
-        started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        _synchronize()
-        if step >= warmup:
-            times.append(time.perf_counter() - started)
-    return float(np.median(times))
-
-
-def trie_dict(sequences: np.ndarray | list[list[int]]) -> dict[tuple[int, ...], list[int]]:
-    """prefix (tuple of tokens) -> allowed next tokens, for every prefix of every catalogue sequence (an [N, L]
-    array, or a list of variable-length token lists)."""
-    allowed: dict[tuple[int, ...], set[int]] = {}
-    for row in (sequences.tolist() if isinstance(sequences, np.ndarray) else sequences):
-        for depth in range(len(row)):
-            allowed.setdefault(tuple(row[:depth]), set()).add(row[depth])
-    return {prefix: sorted(tokens) for prefix, tokens in allowed.items()}
+    inputs = {"input_ids": input_ids, "attention_mask": (input_ids != 0).long(),
+              "labels": torch.as_tensor(target, dtype=torch.long, device=DEVICE)}
+    return adamw_step_seconds(model, inputs, steps, warmup, learning_rate)
 
 
 def generate_users_per_second(model: transformers.T5ForConditionalGeneration, history: np.ndarray,
@@ -93,7 +65,7 @@ def generate_users_per_second(model: transformers.T5ForConditionalGeneration, hi
             generated = out[:, 1:1 + depth].tolist()
             invalid += sum(tuple(row) not in valid for row in generated)
             total += len(generated)
-    _synchronize()
+    synchronize()
     seconds = time.perf_counter() - started
     return {"users": len(history), "seconds": seconds, "users_per_second": len(history) / seconds,
             "invalid_beam_rate": invalid / max(total, 1)}
