@@ -38,9 +38,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 def launch(name: str, arguments: list[str], workdir: Path, env: dict[str, str]) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
-    log = open(workdir / "log.txt", "w")  # noqa: SIM115 - closed by the caller through the process
-    return subprocess.Popen([sys.executable, "-m", "jaxrec.cli", *arguments], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    with open(workdir / "log.txt", "w") as log:  # the child keeps its own handle
+        return subprocess.Popen([sys.executable, "-m", "jaxrec.cli", *arguments], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
 def summary(workdir: Path) -> dict:
