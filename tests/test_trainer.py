@@ -120,6 +120,30 @@ def test_max_train_seconds_stops_after_validating(split, tmp_path):
     assert result.validation == {} and result.test == {}
     assert checkpoint_steps(tmp_path) == [2]
 
+def test_eval_max_users_validates_a_fixed_sample(split, tmp_path):
+    """eval_max_users: in-training validation scores a fixed seeded sample of validation users (distinct, sorted,
+    the same each time), so the recorded value is the metric on exactly those users; 0 means everyone."""
+    from jaxrec.eval.evaluator import evaluate
+    from jaxrec.train.trainer import _validation_sample
+
+    sample = _validation_sample(split, 7, seed=0)
+    assert len(np.unique(sample)) == 7 and np.all(np.diff(sample) > 0)
+    np.testing.assert_array_equal(sample, _validation_sample(split, 7, seed=0))
+    assert _validation_sample(split, 0, seed=0) is None and _validation_sample(split, split.num_users, 0) is None
+    config = tiny_train_config(num_steps=2, eval_every_steps=2, eval_max_users=7)
+    trainer = Trainer(tiny_family(), config, tmp_path)
+    result = trainer.fit(split, final_evaluation=False)
+    expected = evaluate(trainer.recommender(trainer.best_params), split, "validation",
+                        max_history=trainer.family.history_length,
+                        ks=tuple(config.eval_ks), users=sample)
+    everyone = evaluate(trainer.recommender(trainer.best_params), split, "validation",
+                        max_history=trainer.family.history_length, ks=tuple(config.eval_ks))
+    # Coverage (distinct items recommended) tells the sample from everyone even for an untrained model.
+    assert expected["coverage@10"] != pytest.approx(everyone["coverage@10"])
+    for metric in ("ndcg@10", "recall@10", "coverage@10"):
+        assert result.history[0][f"validation/{metric}"] == pytest.approx(expected[metric])
+
+
 # ------------------------------------------------------------------------------------------------ 3. NaN
 def test_nan_loss_raises_with_last_good_checkpoint(split, tmp_path):
     """The loss turns NaN from the third update on; fit must stop there, name the step and the last good checkpoint,

@@ -9,8 +9,9 @@ is carried unchanged as one candidate competing with the growing beams. When few
 remaining beams are dead: score -inf, tokens -1, sequence_index -1 (a beam is never duplicated).
 
 Static shapes, traceable (the caller jits the whole search): step 0 expands the root from one beam with the dense
-root mask; steps 1.. run in one `lax.scan` with the trie's mask layout (`DeviceTrie`, dense rows or child lists
-padded to the widest node below the root; see `jaxrec.decoding.trie`).
+root mask; steps 1.. run in one `lax.while_loop` with the trie's mask layout (`DeviceTrie`, dense rows or child
+lists padded to the widest node below the root; see `jaxrec.decoding.trie`), which stops as soon as every live beam
+is finished (exact: later steps would carry them unchanged).
 
 Length normalisation (alpha = `length_normalization`): candidates are ranked by `score / length ** alpha`, where
 `score` is the summed log-probability and `length` the number of tokens (the end token included; a finished beam
@@ -144,8 +145,12 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
         score=jnp.zeros((batch, 1), jnp.float32), rank=jnp.zeros((batch, 1), jnp.float32), length=zeros,
         node=zeros, finished=jnp.zeros((batch, 1), bool))
     beams = advance(beams, jnp.int32(0), root=True)
-    beams, _ = jax.lax.scan(lambda b, step: (advance(b, step, root=False), None), beams,
-                            jnp.arange(1, num_steps, dtype=jnp.int32))
+    # Later steps run while some beam still grows: once every live beam is finished, a step would carry them all
+    # unchanged, so stopping then is exact. Titles are mostly far shorter than the longest, so this saves steps.
+    growing = lambda b: jnp.any(~b.finished & (b.rank > -jnp.inf))
+    beams, _ = jax.lax.while_loop(
+        lambda carry: (carry[1] < num_steps) & growing(carry[0]),
+        lambda carry: (advance(carry[0], carry[1], root=False), carry[1] + 1), (beams, jnp.int32(1)))
 
     if constrained:
         sequence_index = trie.node_sequence[beams.node]

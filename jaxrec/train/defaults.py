@@ -22,6 +22,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
                       "end_lr_ratio": 0.0},
         "mesh": {"data": -1, "fsdp": 1, "tensor": 1},
         "eval_every_steps": 0,  # 0: once per epoch
+        # > 0: in-training validation (early stopping, checkpoint choice) on a fixed seeded sample of this many
+        # validation users, for models whose full evaluation is costly (LLM-as-RS); final evaluations use everyone.
+        "eval_max_users": 0,
         "eval_ks": (1, 5, 10, 20),
         "eval_batch_size": 1024,
         "early_stopping": {"metric": "ndcg@10", "patience": 5},

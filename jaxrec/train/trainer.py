@@ -235,6 +235,7 @@ class Trainer:
         progress = tqdm(total=total_steps, initial=step, desc=f"train {self.family.name}", unit="step",
                         disable=not config.get("progress", True) or jax.process_index() != 0, dynamic_ncols=True)
         window = _ThroughputWindow()
+        validation_users = _validation_sample(split, int(config.get("eval_max_users", 0) or 0), config.seed)
         try:
             while step < total_steps:
                 batch = next(iterator)
@@ -256,7 +257,8 @@ class Trainer:
                     self._check_finite(state, step, checkpointer)
                     eval_started = time.perf_counter()
                     result = evaluate(self.recommender(state.params), split, "validation",
-                                      max_history=self.family.history_length, ks=tuple(config.eval_ks))
+                                      max_history=self.family.history_length, ks=tuple(config.eval_ks),
+                                      users=validation_users)
                     value = result[stopping.metric]
                     eval_seconds += time.perf_counter() - eval_started
                     writer.write(step, {f"validation/{k}": v for k, v in result.items()})
@@ -397,6 +399,15 @@ def _overwrite(target: nnx.State, loaded: dict) -> nnx.State:
             variable = variable.replace(jax.device_put(value.astype(current.dtype), current.sharding))
         flat.append((path, variable))
     return nnx.from_flat_state(flat)
+
+
+def _validation_sample(split: LeaveOneOut, max_users: int, seed: int) -> np.ndarray | None:
+    """A fixed sample of `max_users` validation users (sorted; the same every evaluation and on every process), or
+    None (everyone) when `max_users` is 0 or covers them all."""
+    total = len(split.targets("validation"))
+    if max_users <= 0 or max_users >= total:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(total, max_users, replace=False))
 
 
 def _agreed(flag: bool) -> bool:
