@@ -98,3 +98,13 @@ def test_title_table_merges_shared_titles(tokenizer, catalog):
     assert int((trie.node_sequence >= 0).sum()) == len(table.sequences)
     cut = Prompts(tokenizer, catalog, PromptTemplate(max_title_tokens=3))
     assert cut.titles_cut >= 1 and max(len(t) for t in cut.targets) == 4  # 3 title tokens + EOS
+
+
+def test_title_table_item_groups():
+    """item_groups maps each item id to its title sequence (1-based; 0 for padding): items sharing a title share
+    a group."""
+    from jaxrec.text.prompts import TitleTable
+
+    table = TitleTable(sequences=[[5, 1], [6, 1]], sequence_of_item=np.array([0, 1, 0], np.int32),
+                       first_item=np.array([1, 2], np.int32))
+    np.testing.assert_array_equal(table.item_groups(), [0, 1, 2, 1])

@@ -233,3 +233,35 @@ def test_evaluate_user_subset():
     assert metrics["num_users"] == 4
     for key, value in expected_metrics(users + 3, (1, 5)).items():
         assert metrics[key] == pytest.approx(value), key
+
+
+def test_group_metrics_hand_computed():
+    """Items 1, 2 share group 1 and items 4, 5 group 3: recommending any item of the target's group is a hit."""
+    from jaxrec.eval.evaluator import group_metrics
+
+    groups = np.array([0, 1, 1, 2, 3, 3])
+    ranked = np.array([[2, 3], [3, 4], [1, 3], [-1, 2]])
+    targets = np.array([1, 5, 4, 2])
+    metrics = group_metrics(ranked, targets, groups, "title", ks=(1, 2))
+    assert metrics == pytest.approx({"title_recall@1": 1 / 4, "title_recall@2": 3 / 4, "title_ndcg@1": 1 / 4,
+                                     "title_ndcg@2": (1 + 1 / math.log2(3) + 1 / math.log2(3)) / 4})
+    assert ranking_metrics(ranked, targets, 5, ks=(2,))["recall@2"] == pytest.approx(1 / 4)  # only user 4's item
+
+
+def test_evaluate_adds_group_metrics_for_recommenders_with_item_groups():
+    """A recommender exposing item_groups gets `<name>_recall@K` beside the plain metrics; pairs of neighbours
+    share a group, so the fake's target neighbour (target - 1 shares a group with the target when it is even)
+    counts as a title hit."""
+    split = consecutive_split()
+    recommender = PlacesTargetAtRank()
+    plain = evaluate(recommender, split, "test", max_history=4, ks=(1, 5))
+    recommender.item_groups = np.concatenate([[0], (np.arange(NUM_ITEMS) // 2) + 1])  # {1,2}, {3,4}, ...
+    recommender.item_group_name = "title"
+    grouped = evaluate(recommender, split, "test", max_history=4, ks=(1, 5))
+    assert {k: grouped[k] for k in plain} == plain
+    assert grouped["title_recall@5"] >= grouped["recall@5"] and grouped["title_recall@1"] > grouped["recall@1"]
+    histories, targets = split.histories("test", 4), split.targets("test")
+    ranked = recommender.recommend(histories, 5)
+    groups = recommender.item_groups
+    expected = np.mean([(groups[r] == groups[t]).any() for r, t in zip(ranked, targets)])
+    assert grouped["title_recall@5"] == pytest.approx(expected)

@@ -24,10 +24,24 @@ class Recommender(Protocol):
     def recommend(self, histories: np.ndarray, k: int) -> np.ndarray: ...
 
 
+def group_metrics(ranked: np.ndarray, targets: np.ndarray, groups: np.ndarray, name: str,
+                  ks: Sequence[int]) -> dict[str, float]:
+    """Recall@K / NDCG@K where recommending any item of the target's group is a hit (`groups`: [num_items + 1]
+    group id of each item id, e.g. items sharing one title), as `<name>_recall@K`, `<name>_ndcg@K`."""
+    groups = np.asarray(groups)
+    mapped = np.where(ranked > 0, groups[np.maximum(ranked, 0)], -1)
+    metrics = ranking_metrics(mapped, groups[targets], int(groups.max()), ks)
+    return {f"{name}_{key}": value for key, value in metrics.items() if key.startswith(("recall@", "ndcg@"))}
+
+
 def evaluate(recommender: Recommender, split: LeaveOneOut, stage: Stage, *, max_history: int = 50,
              ks: Sequence[int] = DEFAULT_KS, batch_size: int | None = None, users: np.ndarray | None = None,
              progress: bool = False) -> dict[str, Any]:
     """Rank the whole catalogue for each split user (or the subset `users`) and compute the metrics.
+
+    A recommender with an `item_groups` array ([num_items + 1] group id per item id; several items behind one
+    output, as items sharing a title in LLM-as-RS) also gets `<item_group_name>_recall@K` / `_ndcg@K`: a hit when
+    the target is any item of a recommended group.
 
     By default every user goes to `recommend` in one call and the recommender batches as it needs (a trained model
     groups users by history length); `batch_size` splits the calls for recommenders that cannot.
@@ -43,4 +57,9 @@ def evaluate(recommender: Recommender, split: LeaveOneOut, stage: Stage, *, max_
     batches = range(0, len(targets), batch_size)
     ranked = [np.asarray(recommender.recommend(histories[i:i + batch_size], k))
               for i in tqdm(batches, desc=f"{recommender.name} {stage}", disable=not progress, unit="batch")]
-    return ranking_metrics(np.concatenate(ranked), targets, split.dataset.num_items, ks)
+    ranked = np.concatenate(ranked)
+    metrics = ranking_metrics(ranked, targets, split.dataset.num_items, ks)
+    groups = getattr(recommender, "item_groups", None)  # several items behind one output (LLM-as-RS: a title)
+    if groups is not None:
+        metrics.update(group_metrics(ranked, targets, groups, getattr(recommender, "item_group_name", "group"), ks))
+    return metrics

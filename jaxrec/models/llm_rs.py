@@ -8,7 +8,8 @@ the catalogue's title trie (the paper's second paradigm), as a `ModelFamily` of 
     `max_title_tokens + 1` positions (targets end every row), so no full-length vocabulary logits are formed.
   * Recommendation: prompts are built from item ids inside jit (`build_prompts`), prefilled once per user, and the
     shared beam search walks the trie of unique titles + EOS; a title shared by several items names its first item
-    (`TitleTable`), and every beam is an existing title.
+    (`TitleTable`), and every beam is an existing title. The evaluator's `title_recall@K` / `title_ndcg@K` count
+    a hit when the target is any item with the recommended title (plain recall needs the named item itself).
   * Modes: `scratch` (a random model of the configured shape, every weight trained), `full` (every weight of a
     checkpoint trained) and `lora` (adapters on the checkpoint's, or a random model's, projections; only they are
     trained and kept in the optimizer state: about 0.85% of Qwen3-0.6B at the default rank 8 on all seven).
@@ -174,14 +175,14 @@ class LLMRSFamily:
         items = self.first_item[jnp.maximum(result.sequence_index, 0)]
         return jnp.where(found, items, INVALID_ITEM)[:, :k].astype(jnp.int32)
 
-
     def model_family(self) -> ModelFamily:
         config = self.config
         return ModelFamily(name="llm", create=self.create, loss=self.loss, recommend=self.recommend,
                            training_columns=self.columns, padded_columns=("mask", "tokens", "target_mask"),
                            history_length=config.max_history,
                            trainable=LoRAParam if config.mode == "lora" else nnx.Param,
-                           pretrained=self.pretrained if config.checkpoint else None)
+                           pretrained=self.pretrained if config.checkpoint else None,
+                           item_groups=self.titles.item_groups(), item_group_name="title")
 
 
 def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path) -> ModelFamily:

@@ -181,5 +181,10 @@ class TitleTable:
         counts = np.bincount(self.sequence_of_item, minlength=len(self.sequences))
         return int(counts[counts > 1].sum())
 
+    def item_groups(self) -> np.ndarray:
+        """[num_items + 1] title group of each item id (1-based sequence index; 0 for the padding id): the
+        evaluator's `title_recall@K` counts a hit when the target shares the recommended title."""
+        return np.concatenate([[0], self.sequence_of_item + 1]).astype(np.int32)
+
     def items_of(self, sequence: int) -> np.ndarray:
         return np.flatnonzero(self.sequence_of_item == sequence).astype(np.int32) + 1

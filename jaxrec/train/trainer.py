@@ -68,6 +68,10 @@ class ModelFamily:
     # Pretrained weights, loaded outside jit (straight into sharded arrays): () -> an nnx.State whose paths are the
     # model's; they replace the created values (e.g. a Hugging Face checkpoint under LoRA adapters).
     pretrained: Callable[[], nnx.State] | None = None
+    # Several items behind one output (LLM-as-RS: items sharing a title): [num_items + 1] group id per item id; the
+    # evaluator adds `<item_group_name>_recall@K` / `_ndcg@K`, where any item of a recommended group is a hit.
+    item_groups: np.ndarray | None = None
+    item_group_name: str = "group"
 
 
 @flax.struct.dataclass
@@ -333,6 +337,7 @@ class _Recommender:
 
     def __init__(self, trainer: Trainer, params: nnx.State):
         self.name, self.trainer, self.params = trainer.family.name, trainer, params
+        self.item_groups, self.item_group_name = trainer.family.item_groups, trainer.family.item_group_name
 
     def recommend(self, histories: np.ndarray, k: int) -> np.ndarray:
         histories = np.asarray(histories, dtype=np.int32)
