@@ -1,6 +1,6 @@
 """Checks that need several (fake CPU) devices; run as a subprocess by tests/test_mesh.py and tests/test_trainer.py.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/_multidevice_worker.py {sharding|equivalence|all} OUT
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/_multidevice_worker.py {sharding|equivalence|all|llm} OUT
 
 The device count must be set before jax is imported, which pytest's own process may already have done, hence the
 subprocess. Results go to OUT as JSON keyed by check (equivalence also writes the final parameters next to it as
@@ -134,11 +134,67 @@ def equivalence_report(out: Path, steps: int = 12) -> dict:
     return report
 
 
+LLM_MESHES = {"data2_fsdp2_tensor2": {"data": 2, "fsdp": 2, "tensor": 2}, "fsdp4_tensor2": {"fsdp": 4, "tensor": 2}}
+
+
+def llm_report(out: Path, steps: int = 6) -> dict:
+    """A tiny LLM-as-RS (from scratch, and LoRA on a random base) on one device and on FSDP + tensor-parallel
+    meshes: every parameter's spec next to its rules' spec, the loss trajectory, final parameters and the
+    recommendations of the trained model."""
+    import jax
+    from flax import nnx
+
+    from jaxrec.data.pipeline import example_batches
+    from jaxrec.models import llm_rs
+    from jaxrec.train.mesh import DEFAULT_RULES, logical_to_spec, make_mesh, shard_batch
+    from jaxrec.train.trainer import Trainer
+
+    split = tiny_split(num_users=120, num_items=12)
+    histories = split.histories("test", 5)[:32]
+    shape = dict(tokenizer_vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                 num_kv_heads=2, head_dim=8, max_history=5, beam_width=8,
+                 prompt={"max_prompt_tokens": 64, "max_title_tokens": 16})
+    report, arrays = {"device_count": jax.device_count()}, {}
+    for mode in ("scratch", "lora"):
+        family = llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(mode=mode, **shape), split.dataset.catalog,
+                                    out.parent / f"llm-{mode}").model_family()
+        config = tiny_train_config(num_steps=steps)
+        columns = family.training_columns(split)
+        meshes = {"single": make_mesh(devices=jax.devices()[:1]),
+                  **{name: make_mesh(mesh) for name, mesh in LLM_MESHES.items()}}
+        for name, mesh in meshes.items():
+            trainer = Trainer(family, config, "/nonexistent-unused", mesh=mesh)
+            state = trainer.init_state(steps)
+            specs = {}
+            for kind, tree in (("trainable", state.params), ("frozen", trainer.frozen)):
+                for path, variable in nnx.to_flat_state(tree):
+                    names = variable.get_metadata().get("out_sharding")
+                    value = variable.get_value()
+                    specs[".".join(map(str, path))] = {
+                        "kind": kind, "actual": _spec_tuple(value.sharding.spec, value.ndim),
+                        "expected": _spec_tuple(logical_to_spec(names, DEFAULT_RULES), value.ndim) if names else None}
+            iterator = iter(example_batches(columns, batch_size=config.batch_size, seed=config.seed, num_epochs=None,
+                                            padded=family.padded_columns, shard_index=0, shard_count=1))
+            losses = []
+            for _ in range(steps):
+                state, metrics = trainer.train_step(state, shard_batch(next(iterator), mesh))
+                losses.append(float(metrics["loss"]))
+            ranked = trainer.recommender(state.params).recommend(histories, 8)
+            report[f"{mode}/{name}"] = {"losses": losses, "specs": specs, "ranked": ranked.tolist()}
+            for path, variable in nnx.to_flat_state(state.params):
+                arrays[f"{mode}/{name}/{'.'.join(map(str, path))}"] = np.asarray(
+                    jax.device_get(variable.get_value()))
+    np.savez(out.with_suffix(".npz"), **arrays)
+    return report
+
+
 def main(argv: list[str]) -> None:
     command, out = argv[0], Path(argv[1])
-    if command not in ("sharding", "equivalence", "all"):
+    if command not in ("sharding", "equivalence", "all", "llm"):
         raise SystemExit(f"unknown command {command!r}")
     report = {}
+    if command == "llm":
+        report["llm"] = llm_report(out)
     if command in ("sharding", "all"):
         report["sharding"] = sharding_report()
     if command in ("equivalence", "all"):

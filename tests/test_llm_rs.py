@@ -145,3 +145,50 @@ def test_lora_and_full_modes_on_a_hugging_face_checkpoint(split, tmp_path):
     tokenizer.save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="smaller than the tokenizer"):
         llm_rs.family(dataclasses.replace(config, checkpoint=str(tmp_path / "small")), split, tmp_path / "s")
+
+
+def test_fsdp_and_tensor_parallel_training_matches_one_device(tmp_path, tmp_path_factory):
+    """On 8 fake devices (data 2 x fsdp 2 x tensor 2, and fsdp 4 x tensor 2) a tiny LLM-as-RS, from scratch and
+    with LoRA on a random base, is laid out as its logical axes say (projections and MLP split over fsdp and
+    tensor, LoRA adapters like the kernels they adapt), and trains to the same losses, parameters and
+    recommendations as on one device."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_mesh import session_cache_dir, worker_env
+
+    out = tmp_path / "report.json"
+    worker = Path(__file__).resolve().parent / "_multidevice_worker.py"
+    proc = subprocess.run([sys.executable, str(worker), "llm", str(out)], capture_output=True, text=True,
+                          env=worker_env(8, session_cache_dir(tmp_path_factory)), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    report = json.loads(out.read_text())["llm"]
+    params = np.load(out.with_suffix(".npz"))
+    assert report["device_count"] == 8
+    for mode in ("scratch", "lora"):
+        single = report[f"{mode}/single"]
+        for mesh in ("data2_fsdp2_tensor2", "fsdp4_tensor2"):
+            run = report[f"{mode}/{mesh}"]
+            specs = run["specs"]
+            for name, spec in specs.items():
+                if spec["expected"] is not None:
+                    assert spec["actual"] == spec["expected"], (mode, mesh, name, spec)
+            # The big kernels really are split: attention heads and MLP over tensor, embed over fsdp.
+            query = next(s for n, s in specs.items() if n.endswith("attention.query.kernel")
+                         or n.endswith("attention.query.base.kernel"))
+            assert query["actual"] == ["fsdp", "tensor", None], query
+            if mode == "lora":
+                adapters = {n: s for n, s in specs.items() if "lora_" in n}
+                assert adapters and all(s["kind"] == "trainable" for s in adapters.values())
+                assert all(s["kind"] == "frozen" for n, s in specs.items() if "lora_" not in n)
+                lora_a = next(s for n, s in adapters.items() if n.endswith("query.lora_a"))
+                assert lora_a["actual"] == ["fsdp", None], lora_a
+            # The SASRec equivalence test's tolerances (same optimizer, same learning rate).
+            np.testing.assert_allclose(run["losses"], single["losses"], rtol=1e-5, atol=1e-6)
+            assert run["ranked"] == single["ranked"]
+            for key in params.files:
+                if key.startswith(f"{mode}/single/"):
+                    other = key.replace("/single/", f"/{mesh}/")
+                    np.testing.assert_allclose(params[other], params[key], rtol=1e-5, atol=1e-5, err_msg=other)
+        assert single["losses"][-1] < single["losses"][0]  # training moved (the comparison is not vacuous)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxrec.nn.layers import Dense, Dropout, RMSNorm, _param
+from jaxrec.nn.layers import Dense, Dropout, RMSNorm, annotated_param
 
 
 def padding_mask(attention_mask: jax.Array) -> jax.Array:
@@ -103,7 +103,7 @@ class RelativePositionBias(nnx.Module):
     def __init__(self, num_heads: int, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.bidirectional, self.num_buckets, self.max_distance = bidirectional, num_buckets, max_distance
-        self.embedding = _param(rngs, nnx.initializers.normal(0.02), (num_buckets, num_heads), (None, "heads"),
+        self.embedding = annotated_param(rngs, nnx.initializers.normal(0.02), (num_buckets, num_heads), (None, "heads"),
                                 param_dtype)
 
     def __call__(self, query_length: int, key_length: int, query_offset: int | jax.Array = 0) -> jax.Array:

@@ -17,11 +17,12 @@ from flax import nnx
 Names = tuple[str | None, ...]
 
 
-def _param(rngs: nnx.Rngs, init, shape: Sequence[int], names: Names, dtype) -> nnx.Param:
-    """A parameter annotated with logical axis names; sharded at creation when a mesh is active (jax.set_mesh),
-    plain otherwise, so models also build on a laptop with no mesh."""
+def annotated_param(rngs: nnx.Rngs, init, shape: Sequence[int], names: Names, dtype, kind: type[nnx.Param] = nnx.Param
+           ) -> nnx.Param:
+    """A parameter (of variable type `kind`) annotated with logical axis names; sharded at creation when a mesh is
+    active (jax.set_mesh), plain otherwise, so models also build on a laptop with no mesh."""
     mesh_active = not jax.sharding.get_abstract_mesh().empty
-    return nnx.Param(init(rngs.params(), tuple(shape), dtype), out_sharding=names, eager_sharding=mesh_active)
+    return kind(init(rngs.params(), tuple(shape), dtype), out_sharding=tuple(names), eager_sharding=mesh_active)
 
 
 class Dense(nnx.Module):
@@ -33,12 +34,13 @@ class Dense(nnx.Module):
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], names: Names, *, use_bias: bool = True,
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.in_shape, self.out_shape, self.dtype = tuple(in_shape), tuple(out_shape), dtype
+        self.names = tuple(names)  # logical axes of the kernel: inputs, then outputs
         # LeCun normal with fan-in over every input axis (equal to lecun_normal for a 2-D kernel).
         kernel_init = nnx.initializers.variance_scaling(
             1.0, "fan_in", "truncated_normal", in_axis=tuple(range(len(in_shape))),
             out_axis=tuple(range(len(in_shape), len(in_shape) + len(out_shape))))
-        self.kernel = _param(rngs, kernel_init, (*in_shape, *out_shape), names, param_dtype)
-        self.bias = _param(rngs, nnx.initializers.zeros_init(), out_shape, names[len(in_shape):], param_dtype) \
+        self.kernel = annotated_param(rngs, kernel_init, (*in_shape, *out_shape), names, param_dtype)
+        self.bias = annotated_param(rngs, nnx.initializers.zeros_init(), out_shape, names[len(in_shape):], param_dtype) \
             if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -59,8 +61,8 @@ class LayerNorm(nnx.Module):
     def __init__(self, dim: int, *, epsilon: float = 1e-6, dtype=jnp.float32, param_dtype=jnp.float32,
                  rngs: nnx.Rngs):
         self.epsilon, self.dtype = epsilon, dtype
-        self.scale = _param(rngs, nnx.initializers.ones_init(), (dim,), ("embed",), param_dtype)
-        self.bias = _param(rngs, nnx.initializers.zeros_init(), (dim,), ("embed",), param_dtype)
+        self.scale = annotated_param(rngs, nnx.initializers.ones_init(), (dim,), ("embed",), param_dtype)
+        self.bias = annotated_param(rngs, nnx.initializers.zeros_init(), (dim,), ("embed",), param_dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -77,7 +79,7 @@ class RMSNorm(nnx.Module):
     def __init__(self, dim: int, *, epsilon: float = 1e-6, names: Names = ("embed",), dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.epsilon, self.dtype = epsilon, dtype
-        self.scale = _param(rngs, nnx.initializers.ones_init(), (dim,), names, param_dtype)
+        self.scale = annotated_param(rngs, nnx.initializers.ones_init(), (dim,), names, param_dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -91,7 +93,7 @@ class Embed(nnx.Module):
     def __init__(self, num: int, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32, stddev: float = 0.02,
                  names: Names = ("vocab", "embed"), rngs: nnx.Rngs):
         self.dtype = dtype
-        self.embedding = _param(rngs, nnx.initializers.normal(stddev), (num, dim), names, param_dtype)
+        self.embedding = annotated_param(rngs, nnx.initializers.normal(stddev), (num, dim), names, param_dtype)
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
@@ -150,9 +152,9 @@ class Attention(nnx.Module):
         # every score of a query by the same q.b, which softmax cancels, so its gradient is mathematically zero and
         # in practice rounding noise that Adam would turn into lr-sized random steps.
         self.qkv = Dense((dim,), (3, num_heads, head_dim), ("embed", None, "heads", "kv"), use_bias=False, **kw)
-        self.query_bias = _param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
+        self.query_bias = annotated_param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
                                  param_dtype)
-        self.value_bias = _param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
+        self.value_bias = annotated_param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
                                  param_dtype)
         self.out = Dense((num_heads, head_dim), (dim,), ("heads", "kv", "embed"), **kw)
         self.dropout = Dropout(dropout)

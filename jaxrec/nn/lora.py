@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxrec.nn.layers import Dense
+from jaxrec.nn.layers import Dense, annotated_param
 
 # PEFT's module names (Llama/Qwen checkpoints) -> our attribute names.
 HF_NAMES = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "o_proj": "out", "gate_proj": "gate",
@@ -40,8 +40,12 @@ class LoRADense(nnx.Module):
         self.base, self.scale = base, alpha / rank
         fan_in = math.prod(base.in_shape)
         dtype = base.kernel[...].dtype
-        self.lora_a = LoRAParam(jax.random.normal(rngs.params(), (*base.in_shape, rank), dtype) / math.sqrt(fan_in))
-        self.lora_b = LoRAParam(jnp.zeros((rank, *base.out_shape), dtype))
+        n_in = len(base.in_shape)
+        # The adapters shard like the kernel they adapt: A over its input axes, B over its output axes.
+        self.lora_a = annotated_param(rngs, nnx.initializers.normal(1.0 / math.sqrt(fan_in)), (*base.in_shape, rank),
+                             (*base.names[:n_in], None), dtype, kind=LoRAParam)
+        self.lora_b = annotated_param(rngs, nnx.initializers.zeros_init(), (rank, *base.out_shape),
+                             (None, *base.names[n_in:]), dtype, kind=LoRAParam)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         n_in = len(self.base.in_shape)
