@@ -77,7 +77,8 @@ class ScalingLaw:
 
     def describe(self) -> str:
         """The form as text, e.g. `R0 - A/(recommender + gamma1*text_encoder)^a - B/recommender^b`."""
-        return f"R0 - A/({_sum_text(self.si)})^a - B/({_sum_text(self.cf)})^b  [counts in units of {self.unit:g}]"
+        unit = "millions" if self.unit == 1e6 else f"units of {self.unit:g}"
+        return f"R0 - A/({_sum_text(self.si)})^a - B/({_sum_text(self.cf)})^b  [counts in {unit}]"
 
     def sizes(self, params: Mapping[str, float], components: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(N_SI, N_CF) per point, in units."""

@@ -225,6 +225,8 @@ def fit_groups(groups: Sequence[Group], law: ScalingLaw, metric: str, *, fixed: 
                               "notes": [], "fit": None,
                               "points": [{"config": g.label, "x": g.x, "components": g.components,
                                           "mean": float(g.values(metric).mean()) if len(g.values(metric)) else None,
+                                          "std": float(g.values(metric).std(ddof=1)) if len(g.values(metric)) > 1
+                                          else None,
                                           "n_seeds": len(g.values(metric))} for g in groups]}
     missing = sorted({c for g in points for c in law.components if c not in g.components})
     if missing:
@@ -379,8 +381,8 @@ def _fit_markdown(result: Mapping[str, Any]) -> list[str]:
         return lines
     fit, paper = result["fit"], result.get("paper")
     level = fit["bootstrap"]["level"]
-    lines += [f"`Recall = {fit['expression']}`", ""]
-    header = f"| parameter | value | {level:.0%} CI | | " + ("paper (Table 1) |" if paper else "")
+    lines += [f"`{result['metric']} = {fit['expression']}`", ""]
+    header = f"| parameter | value | {level:.0%} CI | status | " + ("paper (Table 1) |" if paper else "")
     lines += [header, "|---|---|---|---|" + ("---|" if paper else "")]
     for name, entry in fit["parameters"].items():
         kind = "fitted" if entry["fitted"] else ("unused" if entry["value"] is None else "fixed")
