@@ -126,8 +126,8 @@ class Group:
         return float(value) if value else None
 
     def values(self, metric: str) -> np.ndarray:
-        found = [row["metrics"].get(metric) for row in self.rows]
-        return np.array([v for v in found if v is not None], dtype=np.float64)
+        found = np.array([v for v in (row["metrics"].get(metric) for row in self.rows) if v is not None], dtype=float)
+        return found[np.isfinite(found)]  # a NaN/inf metric counts as missing
 
     def seconds(self) -> float | None:
         totals = []
@@ -247,7 +247,12 @@ def fit_groups(groups: Sequence[Group], law: ScalingLaw, metric: str, *, fixed: 
                             f"parameters ({', '.join(plan.free)}); a fit needs at least {plan.required_points}")
         return result
     order = [g.x or 0.0 for g in points]
-    fit = fit_scaling(law, data, plan.fixed, huber_delta=huber_delta, n_bootstrap=n_bootstrap, seed=seed, order=order)
+    try:
+        fit = fit_scaling(law, data, plan.fixed, huber_delta=huber_delta, n_bootstrap=n_bootstrap, seed=seed,
+                          order=order)
+    except ValueError as error:  # e.g. a zero-size N_SI at some point
+        result["reason"] = str(error)
+        return result
     result.update(status="fitted", fit=fit.to_dict())
     result["_fit"] = fit  # for the plots; dropped before writing fit.json
     return result
