@@ -8,6 +8,7 @@
   jaxrec embed --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
   jaxrec sid --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
   jaxrec predict --workdir RUN [--model NAME] [--k 10] [--raw-ids] (--history "12 7 301" ... | --histories FILE)
+  jaxrec report --workdir SWEEP [--metric test/recall@10] [--out DIR] [--bootstrap 200] [--fix NAME=VALUE ...]
 
 Data and config errors print one clear line (file, line or field, and what was expected) and exit with status 2.
 """
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxrec.sid.table import SIDTableError
     from jaxrec.text.embed import EmbeddingsError
     from jaxrec.models.hf_loading import CheckpointError
+    from jaxrec.scaling.report import ResultsError
 
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", stream=sys.stderr)
     logging.getLogger("jaxrec").setLevel(logging.INFO)  # our progress; libraries (orbax, absl) stay quiet
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args, extra)
     except (DataError, ConfigError, DownloadError, QuantizerError, SIDTableError, EmbeddingsError,
-            CheckpointError, FileNotFoundError) as error:
+            CheckpointError, ResultsError, FileNotFoundError) as error:
         print(f"jaxrec: error: {error}", file=sys.stderr)
         return 2
 
@@ -96,6 +98,21 @@ def _parser() -> argparse.ArgumentParser:
     given.add_argument("--history", action="append", help="one history, item ids oldest first (repeatable)")
     given.add_argument("--histories", help="a file with one history per line")
     predict.set_defaults(handler=_predict)
+
+    report = commands.add_parser("report", help="a sweep's results.jsonl -> seed-aggregated tables, scaling-law "
+                                 "fits, PNG plots, report.md and fit.json")
+    report.add_argument("--workdir", required=True, help="the sweep directory holding results.jsonl")
+    report.add_argument("--metric", default="test/recall@10", help="metric to fit ('<stage>/<name>'); its "
+                        "recall/ndcg partner is fitted and plotted too")
+    report.add_argument("--out", default=None, help="output folder (default <workdir>/report)")
+    report.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument("--huber-delta", type=float, default=1e-3, help="Huber loss delta (metric scale)")
+    report.add_argument("--fix", action="append", metavar="NAME=VALUE", help="hold a law parameter fixed in "
+                        "every form that has it, e.g. --fix gamma1=0.02 or --fix B=0 (repeatable)")
+    report.add_argument("--dataset", default=None, help="dataset name for the paper comparison (default: "
+                        "detected from the rows' config)")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -181,6 +198,15 @@ def _predict(args: argparse.Namespace, extra: list[str]) -> int:
         lines, source = args.history, "--history"
     for answer in predict(args.workdir, lines, model=args.model, k=args.k, use_raw_ids=args.raw_ids, source=source):
         print(json.dumps(answer))
+    return 0
+
+
+def _report(args: argparse.Namespace, extra: list[str]) -> int:
+    from jaxrec.scaling.report import parse_fixed, write_report
+
+    path = write_report(args.workdir, args.out, metric=args.metric, n_bootstrap=args.bootstrap, seed=args.seed,
+                        huber_delta=args.huber_delta, fixed=parse_fixed(args.fix), dataset=args.dataset)
+    print(path)
     return 0
 
 
