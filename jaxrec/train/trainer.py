@@ -122,14 +122,56 @@ class Trainer:
 
         with sharding_context(self.mesh, self.config.get("rules", None) or DEFAULT_RULES):
             abstract = nnx.eval_shape(create)
-            state, self.frozen = jax.jit(create, out_shardings=jax.tree.map(_sharding_of(self.mesh), abstract))()
-            if self.family.pretrained is not None:
-                loaded = dict(nnx.to_flat_state(self.family.pretrained()))
-                state = state.replace(params=_overwrite(state.params, loaded))
-                self.frozen = _overwrite(self.frozen, loaded)
+            shardings = jax.tree.map(_sharding_of(self.mesh), abstract)
+            if self.family.pretrained is None:
+                state, self.frozen = jax.jit(create, out_shardings=shardings)()
+            else:
+                state, self.frozen = self._create_around(create, abstract, shardings)
         self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
         self._compile_steps()
         return state
+
+    def _create_around(self, create: Callable, abstract: tuple, shardings: tuple) -> tuple[TrainState, nnx.State]:
+        """(state, frozen) with the pretrained weights at their paths and only the rest created: the compiled
+        `create` returns the other values alone, so XLA never computes (nor allocates) random values that the
+        checkpoint would replace; a 0.6B+ model costs no second copy. The optimizer state is initialised last,
+        from the assembled parameters."""
+        loaded = dict(nnx.to_flat_state(self.family.pretrained()))
+        abstract_state, abstract_frozen = abstract
+        trees = {"params": abstract_state.params, "frozen": abstract_frozen}
+        key = lambda tree, path: "/".join((tree, *map(str, path)))  # noqa: E731  (string keys: a sortable pytree)
+        missing = {key(tree, path) for tree, state in trees.items() for path, _ in nnx.to_flat_state(state)
+                   if path not in loaded}
+
+        def fresh():
+            state, frozen = create()
+            values = {key(tree, path): variable.get_value()
+                      for tree, part in (("params", state.params), ("frozen", frozen))
+                      for path, variable in nnx.to_flat_state(part) if key(tree, path) in missing}
+            return values, state.rng
+        abstract_values, _ = jax.eval_shape(fresh)
+        value_shardings = {name: _sharding_of(self.mesh)(value) for name, value in abstract_values.items()}
+        values, rng = jax.jit(fresh, out_shardings=(value_shardings, shardings[0].rng))()
+
+        def assemble(tree: str, target: nnx.State) -> nnx.State:
+            flat = []
+            for path, variable in nnx.to_flat_state(target):
+                if key(tree, path) in values:
+                    value = values[key(tree, path)]
+                else:
+                    current, value = variable.get_value(), loaded[path].get_value()
+                    if value.shape != current.shape:
+                        raise ValueError(f"pretrained {'.'.join(map(str, path))} has shape {value.shape}, the "
+                                         f"model {current.shape}")
+                    value = jax.device_put(value.astype(current.dtype), _sharding_of(self.mesh)(current))
+                flat.append((path, variable.replace(value)))
+            return nnx.from_flat_state(flat)
+
+        params, frozen = assemble("params", abstract_state.params), assemble("frozen", abstract_frozen)
+        opt_state = jax.jit(self.tx.init, out_shardings=shardings[0].opt_state)(params)
+        step = jax.device_put(jnp.zeros((), jnp.int32), shardings[0].step)
+        nonfinite = jax.device_put(jnp.zeros((), bool), shardings[0].nonfinite)
+        return TrainState(step, params, opt_state, rng, nonfinite), frozen
 
     def _compile_steps(self) -> None:
         graphdef, family, tx, accumulation = self._graphdef, self.family, self.tx, self.config.get("grad_accum", 1)
@@ -386,24 +428,10 @@ class _ThroughputWindow:
 def _sharding_of(mesh):
     def sharding(x):
         spec = getattr(x, "sharding", None)
-        if isinstance(spec, NamedSharding):
-            return spec
+        if isinstance(spec, NamedSharding):  # abstract values carry an abstract mesh: rebind it to the real one
+            return NamedSharding(mesh, spec.spec)
         return NamedSharding(mesh, PartitionSpec())
     return sharding
-
-
-def _overwrite(target: nnx.State, loaded: dict) -> nnx.State:
-    """`target` with every value whose path is in `loaded` replaced (same shape, target's dtype and sharding)."""
-    flat = []
-    for path, variable in nnx.to_flat_state(target):
-        if path in loaded:
-            current, value = variable.get_value(), loaded[path].get_value()
-            if value.shape != current.shape:
-                raise ValueError(f"pretrained {'.'.join(map(str, path))} has shape {value.shape}, the model "
-                                 f"{current.shape}")
-            variable = variable.replace(jax.device_put(value.astype(current.dtype), current.sharding))
-        flat.append((path, variable))
-    return nnx.from_flat_state(flat)
 
 
 def _validation_sample(split: LeaveOneOut, max_users: int, seed: int) -> np.ndarray | None:
