@@ -10,7 +10,8 @@ the 4,096-token byte-level BPE trained on the catalogue's titles). The sizes are
 quality: prompts keep the most recent titles within 160 tokens (about 7 items), titles are cut at 32 tokens (the
 mean is 18), the beam is 10 (enough for Recall@10 / NDCG@10), and training stops after `max_train_seconds`
 (40 minutes) with the cosine schedule sized to about that many steps. In-training validation scores a fixed sample
-of 1,000 users (`eval_max_users`); the final validation and test evaluations score every user.
+of 1,000 users (`eval_max_users`), which chooses the checkpoint; the final evaluation scores every test user
+(`eval.stages`: the test split only, to spare the CPU a second full pass).
 With a checkpoint (`--config.models.llm.model.mode=lora --config.models.llm.model.checkpoint=/path/Qwen3-0.6B`)
 the same config fine-tunes a pretrained model with its own tokenizer.
 """
@@ -26,7 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.distributed = distributed_config()
     config.data = ml_collections.ConfigDict({"source": "p5", "path": "../shared/data/amazon-beauty-2014",
                                              "on_short": "error", "options": {}})
-    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10), "max_history": 20, "cold_start": False})
+    # The full evaluation is the test split only: the checkpoint is chosen on the in-training validation sample.
+    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10), "max_history": 20, "cold_start": False,
+                                             "stages": ("test",)})
     prompt = {"max_prompt_tokens": 160, "max_title_tokens": 32}
     config.models = ml_collections.ConfigDict({
         "llm": llm_rs.config_entry(

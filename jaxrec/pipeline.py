@@ -58,7 +58,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         fit_seconds = time.perf_counter() - started
         result: dict[str, Any] = {}
         seconds: dict[str, float] = {"fit": fit_seconds}
-        for stage in ("validation", "test"):  # test runs second: its shapes are already compiled
+        # Test runs second: its shapes are already compiled. A config may list fewer stages (eval.stages) where a
+        # full evaluation is costly and the in-training validation already chose the checkpoint.
+        for stage in tuple(ev.get("stages", ("validation", "test"))):
             stage_started = time.perf_counter()
             result[stage] = evaluate(recommender, split, stage, max_history=ev.max_history, ks=tuple(ev.ks))
             seconds[stage] = time.perf_counter() - stage_started
@@ -69,7 +71,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
                                                      ks=tuple(ev.ks), users=cold)
         result["seconds"] = {**seconds, "total": time.perf_counter() - started}
         metrics[name] = result
-        logger.info(f"{name}: validation recall@10={result['validation'].get('recall@10', float('nan')):.4f}  "
+        logger.info(f"{name}: validation recall@10={result.get('validation', {}).get('recall@10', float('nan')):.4f}  "
              f"test recall@10={result['test'].get('recall@10', float('nan')):.4f} "
              f"ndcg@10={result['test'].get('ndcg@10', float('nan')):.4f}")
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))

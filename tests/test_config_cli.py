@@ -348,3 +348,21 @@ def test_run_initializes_jax_distributed_when_configured(tmp_path, monkeypatch):
                  "--config.distributed.enabled=True", "--config.distributed.coordinator_address=10.0.0.1:1234",
                  "--config.distributed.num_processes=1", "--config.distributed.process_id=0"]) == 0
     assert calls == [(("10.0.0.1:1234", 1, 0), {"force": True})]
+
+
+def test_eval_stages_limit_the_final_evaluation(tmp_path):
+    """eval.stages lists the splits `jaxrec run` scores at the end (default validation and test)."""
+    import ml_collections
+
+    from jaxrec.pipeline import run
+
+    config = ml_collections.ConfigDict({
+        "data": {"source": "synthetic", "path": "", "on_short": "drop",
+                 "options": {"num_users": 200, "num_items": 80, "seed": 0}},
+        "eval": {"ks": (5, 10), "max_history": 20, "stages": ("test",)},
+        "models": {"popularity": {"family": "popularity", "exclude_history": False}}})
+    metrics = run(config, tmp_path / "test-only")["popularity"]
+    assert "test" in metrics and "validation" not in metrics and metrics["test"]["num_users"] == 200
+    del config.eval.stages
+    both = run(config, tmp_path / "both")["popularity"]
+    assert set(both) >= {"validation", "test"} and both["test"] == metrics["test"]
