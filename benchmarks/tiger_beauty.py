@@ -43,11 +43,13 @@ def launch(name: str, arguments: list[str], workdir: Path, env: dict[str, str]) 
                                 stderr=subprocess.STDOUT)
 
 
-def summary(workdir: Path) -> dict:
-    metrics = json.loads((workdir / "metrics.json").read_text())["tiger"]
-    fit = json.loads((workdir / "tiger" / "fit.json").read_text())
+def summary(workdir: Path, model: str = "tiger") -> dict:
+    """Test (and validation, when evaluated) metrics, timings and the validation curve of `model` in a finished
+    `jaxrec run` directory."""
+    metrics = json.loads((workdir / "metrics.json").read_text())[model]
+    fit = json.loads((workdir / model / "fit.json").read_text())
     result = {f"test/{k}": v for k, v in metrics["test"].items() if "@" in k}
-    result.update({f"validation/{k}": v for k, v in metrics["validation"].items() if "@" in k})
+    result.update({f"validation/{k}": v for k, v in metrics.get("validation", {}).items() if "@" in k})
     result.update({
         "seconds": metrics["seconds"], "train_loop_seconds": fit["train_seconds"],
         "validation_in_loop_seconds": fit["eval_seconds"], "steps": fit["steps"], "best_step": fit["best_step"],
