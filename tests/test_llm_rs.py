@@ -59,7 +59,7 @@ def test_title_beam_search_ranks_every_title_exactly(parts, split):
     ranked = np.asarray(jax.jit(lambda h: parts.recommend(model, h, 16))(jnp.asarray(histories)))
     titles = parts.titles.sequences
     assert len(titles) == 12 and np.all(ranked[:, 12:] == -1)  # only 12 titles exist
-    prompt_ids, prompt_mask = build_prompts(parts.tables, jnp.asarray(histories))
+    prompt_ids, prompt_mask = build_prompts(parts.prompts.tables(), jnp.asarray(histories))
     for row in range(3):
         scores = []
         for title in titles:
@@ -88,6 +88,11 @@ def test_training_through_the_registry_and_restoring(split, tmp_path):
     metrics = evaluate(recommender, split, "test", max_history=5, ks=(10,))
     assert metrics["invalid_rate@10"] == 0.0
     assert metrics["title_recall@10"] >= metrics["recall@10"]  # a shared title is a hit for every item behind it
+    # The title trie, prompt tables and title items are frozen state, handed to the compiled programs as arguments.
+    tables = {".".join(map(str, path)): v.get_value() for path, v in nnx.to_flat_state(recommender.trainer.frozen)
+              if path[0] == "tables"}
+    assert {"tables.trie.child_token", "tables.prompts.lines", "tables.first_item"} <= set(tables)
+    assert tables["tables.first_item"].shape == (12,)
     restored = registry.load("llm", config, split, tmp_path)  # reuses the saved tokenizer
     histories = split.histories("test", 5)
     np.testing.assert_array_equal(restored.recommend(histories, 10), recommender.recommend(histories, 10))

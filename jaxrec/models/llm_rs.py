@@ -33,6 +33,7 @@ from jaxrec.decoding.beam_search import beam_search
 from jaxrec.decoding.trie import Trie
 from jaxrec.models import hf_loading, qwen
 from jaxrec.models.qwen import Qwen, QwenConfig
+from jaxrec.nn.layers import constant_values, constants
 from jaxrec.nn.lora import DEFAULT_TARGETS, LoRAParam, add_lora
 from jaxrec.text.item_text import item_texts
 from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable, build_prompts
@@ -107,10 +108,8 @@ class LLMRSFamily:
         self.tokenizer = catalogue_tokenizer(config, catalog, Path(workdir), template)
         self.prompts = Prompts(self.tokenizer, catalog, template)
         self.titles = TitleTable.from_prompts(self.prompts)
-        self.tables = self.prompts.tables()
         vocab = len(self.tokenizer)
-        self.trie = Trie.from_sequences(self.titles.sequences, vocab).device_arrays()
-        self.first_item = jnp.asarray(self.titles.first_item)
+        self.trie = Trie.from_sequences(self.titles.sequences, vocab)
         self.target_positions = template.max_title_tokens + 1
         if config.checkpoint:
             self.model_config = QwenConfig.from_hf(hf_loading.read_config(config.checkpoint), dtype=config.dtype)
@@ -135,6 +134,9 @@ class LLMRSFamily:
         model = Qwen(self.model_config, rngs=rngs)
         if config.mode == "lora":
             add_lora(model, config.lora_targets, rank=config.lora_rank, alpha=config.lora_alpha, rngs=rngs)
+        # Prompt pieces, the title trie and each title's item reach the compiled programs through the model.
+        model.tables = constants({"prompts": jax.tree.map(jnp.asarray, self.prompts.tables()),
+                                  "trie": self.trie.device_arrays(), "first_item": jnp.asarray(self.titles.first_item)})
         return model
 
     def pretrained(self) -> nnx.State:
@@ -166,13 +168,14 @@ class LLMRSFamily:
 
     def recommend(self, model: Qwen, histories: jax.Array, k: int) -> jax.Array:
         """Top-k item ids [B, k] by title-trie beam search (max(k, beam_width) beams); -1 for dead beams."""
-        prompt_ids, prompt_mask = build_prompts(self.tables, histories[:, -self.config.max_history:])
+        tables = constant_values(model.tables)
+        prompt_ids, prompt_mask = build_prompts(tables["prompts"], histories[:, -self.config.max_history:])
         step_fn, state = model.beam_decoder(prompt_ids, prompt_mask, self.trie.max_depth)
-        result = beam_search(step_fn, state, self.trie, beam_width=max(k, self.config.beam_width),
+        result = beam_search(step_fn, state, tables["trie"], beam_width=max(k, self.config.beam_width),
                              start_token=self.prompts.start_token, end_token=self.prompts.eos,
                              length_normalization=self.config.length_normalization)
         found = result.valid & (result.sequence_index >= 0)
-        items = self.first_item[jnp.maximum(result.sequence_index, 0)]
+        items = tables["first_item"][jnp.maximum(result.sequence_index, 0)]
         return jnp.where(found, items, INVALID_ITEM)[:, :k].astype(jnp.int32)
 
     def model_family(self) -> ModelFamily:

@@ -54,7 +54,7 @@ from jaxrec.decoding.beam_search import beam_search
 from jaxrec.decoding.trie import Trie
 from jaxrec.models.sid_tokens import SIDTokens
 from jaxrec.models.t5 import T5Config, T5Stack
-from jaxrec.nn.layers import Dense, Embed
+from jaxrec.nn.layers import Dense, Embed, constant_values, constants
 from jaxrec.sid.table import SIDTable
 from jaxrec.train.trainer import ModelFamily
 
@@ -263,9 +263,14 @@ class TIGERFamily:
         self.config = config
         layout = config.layout
         token_rows = layout.item_token_table(table.codes)
-        self.token_table = jnp.asarray(token_rows)
-        # Trie sequence i is item i + 1 (table row order).
-        self.trie = Trie.from_sequences(token_rows[1:], layout.vocab_size).device_arrays()
+        # Trie sequence i is item i + 1 (table row order). Both reach the compiled programs through the model.
+        self.token_rows, self.trie = token_rows, Trie.from_sequences(token_rows[1:], layout.vocab_size)
+
+    def create(self, rngs: nnx.Rngs) -> TIGER:
+        """The model, carrying the item token table and the SID trie as `Constant`s (jit arguments)."""
+        model = TIGER(self.config, rngs=rngs)
+        model.tables = constants({"tokens": jnp.asarray(self.token_rows), "trie": self.trie.device_arrays()})
+        return model
 
     def columns(self, split: LeaveOneOut) -> dict[str, np.ndarray]:
         """TIGER/GRID expansion: every training prefix (at most `max_history` items) and its next item."""
@@ -274,16 +279,17 @@ class TIGERFamily:
 
     def loss(self, model: TIGER, batch: dict[str, jax.Array], rng: jax.Array
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        tokens, mask = self.config.layout.history_tokens(self.token_table, batch["history"])
+        token_table = constant_values(model.tables)["tokens"]
+        tokens, mask = self.config.layout.history_tokens(token_table, batch["history"])
         target = batch["target"]
-        return sequence_loss(model, tokens, mask, self.token_table[target], target != 0, rng)
+        return sequence_loss(model, tokens, mask, token_table[target], target != 0, rng)
 
     def recommend(self, model: TIGER, histories: jax.Array, k: int) -> jax.Array:
         """Top-k item ids [B, k] by constrained beam search (max(k, beam_width) beams); -1 for invalid beams."""
-        tokens, mask = self.config.layout.history_tokens(self.token_table,
-                                                         histories[:, -self.config.max_history:])
+        tables = constant_values(model.tables)
+        tokens, mask = self.config.layout.history_tokens(tables["tokens"], histories[:, -self.config.max_history:])
         step_fn, state, start = model.beam_decoder(tokens, mask)
-        result = beam_search(step_fn, state, self.trie, beam_width=max(k, self.config.beam_width),
+        result = beam_search(step_fn, state, tables["trie"], beam_width=max(k, self.config.beam_width),
                              start_token=start, num_steps=self.config.layout.tokens_per_item)
         found = result.valid & (result.sequence_index >= 0)
         return jnp.where(found, result.sequence_index + 1, INVALID_ITEM)[:, :k].astype(jnp.int32)
@@ -295,7 +301,7 @@ def family(config: TIGERConfig, table: SIDTable, split: LeaveOneOut | None = Non
         raise ValueError(f"the SID table covers {table.num_items} items, the dataset has "
                          f"{split.dataset.num_items}; build the table from this catalogue")
     parts = TIGERFamily(config, table)
-    return ModelFamily(name="tiger", create=lambda rngs: TIGER(config, rngs=rngs), loss=parts.loss,
+    return ModelFamily(name="tiger", create=parts.create, loss=parts.loss,
                        recommend=parts.recommend, training_columns=parts.columns, padded_columns=("history",),
                        history_length=config.max_history)
 

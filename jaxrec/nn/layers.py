@@ -9,12 +9,30 @@ Randomness (dropout) is passed at call time as `rngs`, keeping modules free of R
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 Names = tuple[str | None, ...]
+
+
+class Constant(nnx.Variable):
+    """An array a model reads but never trains (token tables, tries, prompt tables), attached by a model family.
+    Constants are frozen state, so the trainer hands them to the compiled step and `recommend` as arguments (never
+    constants of the programs), replicated, and never checkpointed: `create` rebuilds them."""
+
+
+def constants(tree: Any) -> Any:
+    """`tree` (any pytree of arrays, e.g. a `DeviceTrie`) with every array in a `Constant`, marked as module data:
+    `model.tables = constants({...})`; read back with `constant_values(model.tables)`."""
+    return nnx.data(jax.tree.map(Constant, tree))
+
+
+def constant_values(tree: Any) -> Any:
+    """The arrays of a `constants(...)` tree, in its structure."""
+    return jax.tree.map(lambda v: v.get_value(), tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def annotated_param(rngs: nnx.Rngs, init, shape: Sequence[int], names: Names, dtype, kind: type[nnx.Param] = nnx.Param

@@ -110,18 +110,18 @@ class Prompts:
         lengths = np.zeros(len(self.lines) + 1, np.int32)
         for item, line in enumerate(self.lines, start=1):
             lines[item, :len(line)], lengths[item] = line, len(line)
-        return PromptTables(np.asarray(self.header, np.int32), lines, lengths,
-                            np.asarray(self.answer[:-1], np.int32), self.budget, self.pad)
+        return PromptTables(tuple(self.header), lines, lengths, tuple(self.answer[:-1]), self.budget, self.pad)
 
 
 @dataclasses.dataclass(frozen=True)
 class PromptTables:
-    """`Prompts` as arrays; `build_prompts` turns item-id histories into the same prompts inside jit."""
+    """`Prompts` as arrays; `build_prompts` turns item-id histories into the same prompts inside jit. A pytree:
+    the per-item tables are leaves (jit arguments), the fixed pieces and sizes static."""
 
-    header: np.ndarray  # [header tokens]
+    header: tuple[int, ...]  # header tokens
     lines: np.ndarray  # [num_items + 1, widest line] each item's history line, padded
     line_lengths: np.ndarray  # [num_items + 1] (0 for the padding item)
-    answer_head: np.ndarray  # the answer opener without its last token (the start token)
+    answer_head: tuple[int, ...]  # the answer opener without its last token (the start token)
     budget: int  # tokens available to history lines
     pad: int
 
@@ -129,6 +129,10 @@ class PromptTables:
     def width(self) -> int:
         """Columns of a decoding prompt: the longest possible prompt without its start token."""
         return len(self.header) + self.budget + len(self.answer_head)
+
+
+jax.tree_util.register_dataclass(PromptTables, data_fields=["lines", "line_lengths"],
+                                 meta_fields=["header", "answer_head", "budget", "pad"])
 
 
 def build_prompts(tables: PromptTables, histories: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -142,7 +146,7 @@ def build_prompts(tables: PromptTables, histories: jax.Array) -> tuple[jax.Array
     lines = jnp.asarray(tables.lines)[histories]  # [B, H, W]
     valid = (jnp.arange(lines.shape[-1]) < lengths[..., None]) & kept[..., None]
 
-    def fixed(tokens: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    def fixed(tokens: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
         return jnp.broadcast_to(jnp.asarray(tokens), (batch, len(tokens))), jnp.ones((batch, len(tokens)), bool)
 
     (header, header_valid), (answer, answer_valid) = fixed(tables.header), fixed(tables.answer_head)
