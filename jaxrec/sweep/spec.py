@@ -13,8 +13,8 @@ for what differs between machines: checkpoint folders, seeds.
                      common={"models.tiger.train.max_train_seconds": 600.0})
 
 Points are dicts of dotted config keys (`models.tiger.model.num_layers`, as `--config.a.b=value` spells them) to
-values; `grid` is their Cartesian product, `zip_` walks axes in step, `product` combines groups, and `+` concatenates
-lists of points. A point's reserved key `label` names it instead of its overrides. `seeds` runs every point once
+values; `grid` is their Cartesian product, `zip_` walks axes in step, `labelled` names points, `product` combines
+groups, and `+` concatenates lists of points. A point's reserved key `label` names it instead of its overrides. `seeds` runs every point once
 per seed (setting `train.seed` of every trained model in the config); `common` overrides apply to every point.
 """
 
@@ -77,6 +77,13 @@ def product(*groups: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return points
 
 
+def labelled(points: Mapping[str, Mapping[str, Any]], prefix: str = "") -> list[dict[str, Any]]:
+    """Named points: labelled({"small": {"num_layers": 1}, ...}, prefix="models.tiger.model.") ->
+    [{"label": "small", "models.tiger.model.num_layers": 1}, ...]."""
+    return [{LABEL: label, **{prefix + key: value for key, value in fields.items()}}
+            for label, fields in points.items()]
+
+
 def _check_axes(axes: Mapping[str, Sequence[Any]]) -> None:
     for key, values in axes.items():
         if isinstance(values, str | bytes) or not isinstance(values, Sequence):
@@ -122,15 +129,16 @@ def load_sweep(path: str | Path, params: Sequence[str] = ()) -> Sweep:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    except (ConfigError, ImportError, NameError, SyntaxError) as error:
+        raise ConfigError(f"{path}: {type(error).__name__}: {error}") from None
     if not hasattr(module, "get_sweep"):
         raise ConfigError(f"{path}: defines no get_sweep()")
     kwargs = _sweep_params(path, inspect.signature(module.get_sweep), params)
     try:
         sweep = module.get_sweep(**kwargs)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    except (ConfigError, KeyError, TypeError, ValueError) as error:  # e.g. a parameter naming an unknown size
+        raise ConfigError(f"{path}: get_sweep({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}): "
+                          f"{type(error).__name__}: {error}") from None
     if not isinstance(sweep, Sweep):
         raise ConfigError(f"{path}: get_sweep() returned {type(sweep).__name__}, expected a jaxrec.sweep.Sweep")
     if not sweep.name or _ID_CHARS.search(sweep.name):

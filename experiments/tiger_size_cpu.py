@@ -1,0 +1,28 @@
+"""The SID-size sweep reduced to a 2-core CPU: TIGER at Table 2's four smallest sizes (336K, 778K, 1.9M, 3.3M) x two
+seeds on Amazon Beauty 2014, each point with a fixed wall-clock training budget.
+
+    jaxrec sid --config configs/sid_beauty.py --workdir runs/sid_beauty      # once, about 2 minutes
+    jaxrec sweep --sweep experiments/tiger_size_cpu.py --workdir runs/sweeps/tiger_size_cpu \
+        --config.sid.table=runs/sid_beauty/sid_table.npz
+    jaxrec report ...                                                         # the fits over results.jsonl
+
+The data folder is the base config's (`../shared/data/amazon-beauty-2014`; `--config.data.path=...` moves it).
+Per point: `max_train_seconds` (`--sweep.budget=...`, default 240 s) bounds the training loop, validation
+included; the learning-rate schedule is sized to it (`--sweep.epochs`, warm-up 200 steps) and validation runs
+every `--sweep.eval_every` steps. The final validation and test evaluations (beam search over every user) come on
+top. Without `sid.table` every point builds the same SID stage itself.
+"""
+
+from jaxrec.models.tiger import TABLE2_SIZES
+from jaxrec.sweep import Sweep, labelled
+
+
+def get_sweep(seeds: tuple = (0, 1), budget: float = 240.0, epochs: int = 3, eval_every: int = 500) -> Sweep:
+    train = "models.tiger.train."
+    smallest = {size.label: size.model_fields() for size in TABLE2_SIZES[:4]}  # 336K, 778K, 1.9M, 3.3M
+    return Sweep(name="tiger_size_cpu", base="configs/tiger_beauty.py", seeds=seeds,
+                 points=labelled(smallest, prefix="models.tiger.model."),
+                 common={train + "max_train_seconds": float(budget), train + "num_epochs": int(epochs),
+                         train + "optimizer.warmup_steps": 200, train + "eval_every_steps": int(eval_every),
+                         train + "progress": False, "sid.progress": False},
+                 description="Table 2's four smallest TIGER sizes x 2 seeds on Beauty, CPU budget per point")
