@@ -17,12 +17,13 @@ from jaxrec.models.tiger import TABLE2_SIZES
 from jaxrec.sweep import Sweep, labelled
 
 
-def get_sweep(seeds: tuple = (0, 1), budget: float = 240.0, epochs: int = 3, eval_every: int = 500) -> Sweep:
+def get_sweep(seeds: tuple = (0, 1), budget: float = 180.0, epochs: int = 3, eval_every: int = 500) -> Sweep:
     train = "models.tiger.train."
     smallest = {size.label: size.model_fields() for size in TABLE2_SIZES[:4]}  # 336K, 778K, 1.9M, 3.3M
     return Sweep(name="tiger_size_cpu", base="configs/tiger_beauty.py", seeds=seeds,
                  points=labelled(smallest, prefix="models.tiger.model."),
                  common={train + "max_train_seconds": float(budget), train + "num_epochs": int(epochs),
                          train + "optimizer.warmup_steps": 200, train + "eval_every_steps": int(eval_every),
+                         train + "log_every_steps": 10,  # the budget is checked at log steps (seconds apart here)
                          train + "progress": False, "sid.progress": False},
                  description="Table 2's four smallest TIGER sizes x 2 seeds on Beauty, CPU budget per point")

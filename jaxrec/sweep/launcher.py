@@ -17,8 +17,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -171,7 +173,8 @@ def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Optio
                poll_seconds: float = 0.2) -> list[tuple[str, str]]:
     """Run `points` as subprocesses, `options.parallel` at a time, each logging to `<point>/log.txt`; returns the
     failures as (point id, message). A failure is recorded (`sweep_point.json`) and does not stop the others;
-    Ctrl-C sends SIGTERM to the running points (they save a checkpoint) and waits for them."""
+    Ctrl-C (or SIGTERM to the launcher) sends SIGTERM to the running points (they save a checkpoint at the end of
+    the step in hand) and waits for them."""
     env = _environment()
     if options.parallel > 1 and "XLA_PYTHON_CLIENT_PREALLOCATE" not in env:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # several points on one GPU share its memory
@@ -181,6 +184,9 @@ def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Optio
     sweep_started = time.perf_counter()
     say: Callable[[str], None] = lambda text: print(
         f"[{time.perf_counter() - sweep_started:7.0f}s] {text}", file=out, flush=True)
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM to the launcher stops its points too
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while queue or running:
             while queue and len(running) < max(1, options.parallel):
@@ -222,7 +228,14 @@ def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Optio
             _record(root / item.point.id, item.point, "pending", item.process.returncode, root / item.point.id /
                     "log.txt", time.perf_counter() - item.started)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return failures
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _start(sweep: Sweep, point: Point, root: Path, options: Options, env: dict[str, str],
