@@ -88,7 +88,12 @@ def sweep_main(sweep_file: str, workdir: str, extra: Sequence[str], options: Opt
     finished = len(points) - len(todo)
     print(f"sweep {sweep.name}: {len(points)} points, {finished} finished, {len(todo)} to run "
           f"({options.parallel} at a time) in {root}", file=out, flush=True)
-    failures = run_points(sweep, todo, root, options, out)
+    try:
+        failures = run_points(sweep, todo, root, options, out)
+    except KeyboardInterrupt:
+        print(f"sweep {sweep.name}: interrupted; the running points saved a checkpoint and resume when the same "
+              f"command runs again", file=out, flush=True)
+        return 130
     rows = results.collect_results(root)
     jsonl, table = results.write_results(root, rows)
     print(f"sweep {sweep.name}: {len(todo) - len(failures)} ran, {len(failures)} failed; results: {jsonl}, {table}",
