@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
         "source": "synthetic",
         "path": "",
         "on_short": "drop",
+        "train_fraction": 1.0,  # training data of this share of the users (data scaling); evaluation: all
         # SyntheticConfig fields; see jaxrec/data/synthetic.py.
         "options": {"num_users": 3000, "num_items": 1200, "seed": 0},
     })

@@ -10,6 +10,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.distributed = distributed_config()
     config.data = ml_collections.ConfigDict({"source": "synthetic", "path": "", "on_short": "drop",
+                                             "train_fraction": 1.0,
                                              "options": {"num_users": 3000, "num_items": 1200, "seed": 0}})
     config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 50,
                                              "cold_start": True})

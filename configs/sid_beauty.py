@@ -14,7 +14,8 @@ from jaxrec.sid.build import sid_config
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.data = ml_collections.ConfigDict({"source": "p5", "path": "../shared/data/amazon-beauty-2014",
-                                             "on_short": "error", "options": {}})
+                                             "on_short": "error", "train_fraction": 1.0,
+                                             "options": {}})
     # Beauty's P5 files carry title and categories for every item (no brand, price or description).
     # Nearest-centroid RQ-KMeans leaves about 22% of Beauty's items sharing all three codes with another item
     # (variants such as shades of one nail polish); the distinct last level gives them different third codes

@@ -9,6 +9,15 @@
   jaxrec sid --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
   jaxrec predict --workdir RUN [--model NAME] [--k 10] [--raw-ids] (--history "12 7 301" ... | --histories FILE)
   jaxrec report --workdir SWEEP [--metric test/recall@10] [--out DIR] [--bootstrap 200] [--fix NAME=VALUE ...]
+  jaxrec sweep --sweep experiments/<name>.py --workdir DIR [--parallel N] [--only REGEX] [--dry-run]
+               [--emit-commands FILE|- [--hosts N]] [--rerun-changed] [--config.a.b=value ...] [--sweep.param=value ...]
+
+`jaxrec sweep` runs every point of a sweep (a base config + override points, experiments/README.md) as `python -m
+jaxrec run` in `DIR/<point id>/` (log.txt there), N at a time; finished points (metrics.json of the same config)
+are skipped and unfinished ones resume from their checkpoints; `--config.*` overrides apply to every point and
+`--sweep.*` set the sweep file's parameters. It then writes DIR/results.jsonl and DIR/results.csv (one row per
+point and model). `--emit-commands` writes one shell line per unfinished point for a scheduler instead (`--hosts N`:
+multi-host lines reading JAXREC_PROCESS_ID and JAXREC_COORDINATOR); `--dry-run` lists points, status and command.
 
 Data and config errors print one clear line (file, line or field, and what was expected) and exit with status 2.
 """
@@ -25,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("run", "embed", "sid"):
+    if extra and args.command not in ("run", "embed", "sid", "sweep"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     import logging
 
@@ -113,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--dataset", default=None, help="dataset name for the paper comparison (default: "
                         "detected from the rows' config)")
     report.set_defaults(handler=_report)
+    sweep = commands.add_parser("sweep", help="run a sweep's points (or write their commands) and collect the "
+                                "results table; extra --config.a.b=value apply to every point, --sweep.name=value "
+                                "set the sweep file's parameters")
+    sweep.add_argument("--sweep", required=True, help="path to an experiments/<name>.py sweep file")
+    sweep.add_argument("--workdir", required=True, help="sweep directory: one folder per point, results.jsonl/csv")
+    sweep.add_argument("--parallel", type=int, default=1, help="points run at a time (default 1)")
+    sweep.add_argument("--only", default=None, help="run only the points whose id matches this regular expression")
+    sweep.add_argument("--dry-run", action="store_true", help="list the points, their status and command; run "
+                       "nothing")
+    sweep.add_argument("--emit-commands", default=None, metavar="FILE",
+                       help="write one shell command per unfinished point to FILE ('-': stdout) instead of running")
+    sweep.add_argument("--hosts", type=int, default=1, help="with --emit-commands: processes (hosts) per point; "
+                       "> 1 adds the distributed settings")
+    sweep.add_argument("--rerun-changed", action="store_true", help="move point directories holding a run of "
+                       "another config to <workdir>/.stale/ and run them again (default: stop with an error)")
+    sweep.set_defaults(handler=_sweep)
     return parser
 
 
@@ -208,6 +233,17 @@ def _report(args: argparse.Namespace, extra: list[str]) -> int:
                         huber_delta=args.huber_delta, fixed=parse_fixed(args.fix), dataset=args.dataset)
     print(path)
     return 0
+def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
+    from jaxrec.config import ConfigError
+    from jaxrec.sweep.launcher import Options, sweep_main
+
+    if args.parallel < 1 or args.hosts < 1:
+        raise ConfigError("--parallel and --hosts must be >= 1")
+    if args.hosts > 1 and not args.emit_commands:
+        raise ConfigError("--hosts applies to --emit-commands (multi-host points run under a scheduler)")
+    options = Options(parallel=args.parallel, only=args.only, dry_run=args.dry_run, emit_commands=args.emit_commands,
+                      hosts=args.hosts, rerun_changed=args.rerun_changed)
+    return sweep_main(args.sweep, args.workdir, extra, options)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,26 @@ import ml_collections
 
 from jaxrec.config import config_hash
 from jaxrec.data.sources import load_configured
-from jaxrec.data.splits import leave_one_out
+from jaxrec.data.splits import configured_split
 from jaxrec.eval.evaluator import evaluate
 from jaxrec.models.registry import build
 
 logger = logging.getLogger(__name__)
 
 
+def device_description() -> str:
+    """What the run computed on, e.g. "NVIDIA H100 80GB HBM3 x8" or "cpu x1" (x processes when several)."""
+    import jax
+
+    text = f"{jax.devices()[0].device_kind} x{jax.device_count()}"
+    return text if jax.process_count() == 1 else f"{text} ({jax.process_count()} processes)"
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
-    """Run every model in `config.models`; write config.json, data_report.json and metrics.json to `workdir`."""
+    """Run every model in `config.models`; write config.json, data_report.json and metrics.json to `workdir`.
+
+    metrics.json: `{"<model>": {"validation": {...}, "test": {...}, ["test_cold_start": {...}], "seconds": {...},
+    "parameters": {"trainable", "frozen", "total", "components"}, "device": "<kind> x<count>"}}`."""
     distributed = config.get("distributed")
     if distributed is not None and distributed.get("enabled", False):
         from jaxrec.train.mesh import initialize_distributed
@@ -37,7 +48,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     started = time.perf_counter()
     data = config.data
     dataset = load_configured(data)
-    split = leave_one_out(dataset, on_short=data.get("on_short", "drop"))
+    split = configured_split(dataset, data)
     stats = dataset.stats()
     (workdir / "data_report.json").write_text(json.dumps(
         {"stats": stats, "split": split.report, "seconds": time.perf_counter() - started}, indent=2, default=str))
@@ -48,13 +59,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     if "sid" in config:  # the SID stage: embeddings -> quantizer -> SID table (+ diagnostics) under <workdir>/sid
         from jaxrec.sid.build import build_sid
 
-        artifacts["sid_table"], _ = build_sid(config.sid, dataset.catalog, workdir / "sid")
+        artifacts["sid_table"], diagnostics = build_sid(config.sid, dataset.catalog, workdir / "sid")
+        artifacts["sid_parameters"] = diagnostics.get("parameters")  # text encoder and quantizer sizes
 
     ev = config.eval
+    device = device_description()
     metrics: dict[str, Any] = {}
     for name, model_config in config.models.items():
         started = time.perf_counter()
-        recommender = build(model_config.family, model_config, split, workdir / name, artifacts)
+        recommender, parameters = build(model_config.family, model_config, split, workdir / name, artifacts)
         fit_seconds = time.perf_counter() - started
         result: dict[str, Any] = {}
         seconds: dict[str, float] = {"fit": fit_seconds}
@@ -70,6 +83,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
                 result["test_cold_start"] = evaluate(recommender, split, "test", max_history=ev.max_history,
                                                      ks=tuple(ev.ks), users=cold)
         result["seconds"] = {**seconds, "total": time.perf_counter() - started}
+        result["parameters"] = parameters
+        result["device"] = device
         metrics[name] = result
         logger.info(f"{name}: validation recall@10={result.get('validation', {}).get('recall@10', float('nan')):.4f}  "
              f"test recall@10={result['test'].get('recall@10', float('nan')):.4f} "

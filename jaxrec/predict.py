@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from jaxrec.data.sources import load_configured
-from jaxrec.data.splits import leave_one_out
+from jaxrec.data.splits import configured_split
 from jaxrec.data.types import PAD_ITEM, DataError
 
 
@@ -67,7 +67,7 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
         raise DataError(f"{workdir}: choose a model with --model (this run has {sorted(config.models)})")
     data = config.data
     dataset = load_configured(data)
-    split = leave_one_out(dataset, on_short=data.get("on_short", "drop"))
+    split = configured_split(dataset, data)
     artifacts: dict[str, Any] = {}
     if "sid" in config:
         from jaxrec.sid.build import TABLE_FILE

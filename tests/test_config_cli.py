@@ -200,6 +200,17 @@ def test_cli_run_quickstart(tmp_path):
     diagnostics = json.loads((workdir / "sid" / "sid_diagnostics.json").read_text())
     assert diagnostics["items"] == 150 and diagnostics["final_sids_unique"]
     assert [level["codes_used"] <= 8 for level in diagnostics["levels"]] == [True, True, True]
+    # Parameter counts and the device, per model (the sweep results table reads them).
+    minilm = 22_565_376  # all-MiniLM-L6-v2's weights
+    assert diagnostics["parameters"] == {"text_encoder": minilm, "quantizer": 3 * 8 * 384}
+    counts = {model: metrics[model]["parameters"] for model in metrics}
+    assert counts["popularity"] == {"trainable": 0, "frozen": 0, "total": 0, "components": {}}
+    assert counts["sasrec"]["components"] == {"recommender": counts["sasrec"]["trainable"]} and \
+        counts["sasrec"]["frozen"] == 0 and counts["sasrec"]["trainable"] > 0
+    assert counts["tiger"]["components"] == {"recommender": counts["tiger"]["trainable"], "text_encoder": minilm,
+                                             "quantizer": 3 * 8 * 384}
+    assert counts["llm"]["components"] == {"lora": 0, "llm": counts["llm"]["total"]}
+    assert all(re.fullmatch(r".+ x\d+", metrics[model]["device"]) for model in metrics)
 
 
 def test_cli_predict_from_a_run(tmp_path, capsys):

@@ -79,7 +79,9 @@ def test_training_through_the_registry_and_restoring(split, tmp_path):
                                 progress=False, tensorboard=False, async_checkpointing=False,
                                 bucket_lengths=(48, 81))
     config = ml_collections.ConfigDict(entry)
-    recommender = registry.build("llm", config, split, tmp_path)
+    recommender, parameters = registry.build("llm", config, split, tmp_path)
+    assert parameters["frozen"] == 0 and parameters["trainable"] == parameters["total"] > 0  # from scratch
+    assert parameters["components"] == {"lora": 0, "llm": parameters["total"]}
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in records if "train/loss" in r]
     assert len(losses) == 24 and all(math.isfinite(x) for x in losses)

@@ -179,13 +179,41 @@ def test_cold_start_against_brute_force(synthetic):
     assert len(split.cold_start_users("test")) > 0  # the check above is not vacuous
 
 
+def test_train_fraction_keeps_nested_user_subsets_and_all_evaluation(synthetic):
+    """`with_train_fraction`: the training views come from round(f x U) users of one fixed permutation (nested
+    across fractions), histories and targets (evaluation) still cover everyone, and 1.0 is the split itself."""
+    split = leave_one_out(synthetic)
+    assert split.with_train_fraction(1.0) is split
+    quarter, half = split.with_train_fraction(0.25), split.with_train_fraction(0.5)
+    assert len(quarter.training_users) == round(0.25 * split.num_users)
+    assert set(quarter.training_users) < set(half.training_users)
+    np.testing.assert_array_equal(quarter.training_users, split.with_train_fraction(0.25).training_users)
+    np.testing.assert_array_equal(half.histories("test", 8), split.histories("test", 8))
+    np.testing.assert_array_equal(half.targets("validation"), split.targets("validation"))
+    kept = half.training_users
+    np.testing.assert_array_equal(half.train_sequences(8), split.train_sequences(8)[kept])
+    histories, targets, users = half.training_examples(6)
+    all_histories, all_targets, all_users = split.training_examples(6)
+    rows = np.isin(all_users, kept)
+    np.testing.assert_array_equal(users, all_users[rows])
+    np.testing.assert_array_equal(histories, all_histories[rows])
+    np.testing.assert_array_equal(targets, all_targets[rows])
+    counts = np.bincount(half.train_items(), minlength=synthetic.num_items + 1)
+    expected = np.bincount(split.train_sequences(200)[kept].ravel(), minlength=synthetic.num_items + 1)
+    np.testing.assert_array_equal(counts[1:], expected[1:])
+    assert half.report["training_users"] == len(kept) and half.report["train_fraction"] == 0.5
+    for bad in (0.0, 1.5):
+        with pytest.raises(DataError, match="train_fraction must be in"):
+            split.with_train_fraction(bad)
+
+
 # -------------------------------------------------------------------------------------------- real data
 
 
 def test_real_beauty_split(beauty):
     split = leave_one_out(beauty, on_short="error")  # Beauty is 5-core: nobody is too short
     assert split.num_users == 22_363
-    histories, targets, users = split.training_examples(50)
+    histories, targets, _users = split.training_examples(50)
     assert len(targets) == 198_502 - 3 * 22_363 == 131_413
     assert histories.shape == (131_413, 50)
     assert len(split.train_items()) == 198_502 - 2 * 22_363

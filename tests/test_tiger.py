@@ -149,7 +149,12 @@ def test_trains_and_recommends_through_the_registry(split, tmp_path):
     config = ml_collections.ConfigDict(entry)
     with pytest.raises(ValueError, match="SID table"):
         registry.build("tiger", config, split, tmp_path / "none")
-    recommender = registry.build("tiger", config, split, tmp_path, {"sid_table": table})
+    sid_parameters = {"text_encoder": 1000, "quantizer": 24}
+    recommender, parameters = registry.build("tiger", config, split, tmp_path,
+                                             {"sid_table": table, "sid_parameters": sid_parameters})
+    exact = tiger.count_parameters(tiger.TIGERConfig(level_sizes=table.level_sizes, **entry["model"]))["total"]
+    assert parameters == {"trainable": exact, "frozen": 0, "total": exact,
+                          "components": {"recommender": exact, **sid_parameters}}
 
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in records if "train/loss" in r]

@@ -107,17 +107,26 @@ def test_fit_end_to_end_with_early_stopping(split, tmp_path):
     assert checkpoint_steps(tmp_path) == [4, 8]
     # The parameters fit returns are the (unchanged, lr 0) parameters of the best step.
     assert all(np.all(np.isfinite(v)) for v in flat_params(trainer.best_params).values())
+    # Started again in the same workdir (a sweep rerunning a point that failed after training): it had stopped
+    # early, so it trains no further and returns the same best step.
+    again = Trainer(tiny_family(dropout=0.0, attention_dropout=0.0), config, tmp_path).fit(split, False)
+    assert again.stopped_early and again.steps == 8 and again.best_step == 4
+    assert checkpoint_steps(tmp_path) == [4, 8]
 
 
 
 def test_max_train_seconds_stops_after_validating(split, tmp_path):
     """A spent wall-clock budget validates and saves the step in hand, then stops well before num_steps; with
-    final_evaluation=False fit leaves evaluation to the caller."""
+    final_evaluation=False fit leaves evaluation to the caller; a restart in the same workdir does not train on."""
     config = tiny_train_config(num_steps=10_000, eval_every_steps=1_000, log_every_steps=2, max_train_seconds=1e-9)
     result = Trainer(tiny_family(), config, tmp_path).fit(split, final_evaluation=False)
     assert result.out_of_time and not result.stopped_early
     assert result.steps == 2 and [h["step"] for h in result.history] == [2] and result.best_step == 2
     assert result.validation == {} and result.test == {}
+    assert checkpoint_steps(tmp_path) == [2]
+    # Started again (a sweep rerunning an unfinished point): the budget is spent, so it trains no further.
+    again = Trainer(tiny_family(), config, tmp_path).fit(split, final_evaluation=False)
+    assert again.out_of_time and again.steps == 2 and again.best_step == 2
     assert checkpoint_steps(tmp_path) == [2]
 
 def test_eval_max_users_validates_a_fixed_sample(split, tmp_path):

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jax
 import ml_collections
+from flax import nnx
 
 from jaxrec.data.splits import LeaveOneOut
 from jaxrec.eval.evaluator import Recommender
@@ -60,26 +62,66 @@ TRAINED: dict[str, FamilyFactory] = {"sasrec": _sasrec, "tiger": _tiger, "llm": 
 FAMILIES = ("popularity", *TRAINED)
 
 
+def _sid_components(config: ml_collections.ConfigDict, trainable: int, frozen: int,
+                    artifacts: Mapping[str, Any]) -> dict[str, int | None]:
+    sid = artifacts.get("sid_parameters") or {}  # None when a prebuilt table came without its diagnostics
+    return {"recommender": trainable, "text_encoder": sid.get("text_encoder"), "quantizer": sid.get("quantizer")}
+
+
+def _llm_components(config: ml_collections.ConfigDict, trainable: int, frozen: int,
+                    artifacts: Mapping[str, Any]) -> dict[str, int | None]:
+    if config.model.mode == "lora":
+        return {"lora": trainable, "llm": frozen}
+    return {"lora": 0, "llm": trainable + frozen}
+
+
+# What each family's parameters are made of, in the terms the scaling-law fits use: N_RS (recommender), N_LLM (the
+# SID stage's frozen text encoder, or the LLM-as-RS base model), N_QT (the quantizer), the LoRA adapters.
+COMPONENTS: dict[str, Callable[..., dict[str, int | None]]] = {
+    "sasrec": lambda config, trainable, frozen, artifacts: {"recommender": trainable},
+    "tiger": _sid_components,
+    "llm": _llm_components,
+}
+
+
+def parameter_counts(family: str, config: ml_collections.ConfigDict, trainable: nnx.State | None = None,
+                     frozen: nnx.State | None = None, artifacts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """{"trainable", "frozen", "total", "components"} element counts of a model's parameters (popularity: zeros);
+    `components` names the parts the scaling-law forms need (`COMPONENTS`)."""
+    if family == "popularity":
+        return {"trainable": 0, "frozen": 0, "total": 0, "components": {}}
+    def size(state: nnx.State | None) -> int:  # parameters only: a family's `Constant` tables are no weights
+        if state is None:
+            return 0
+        return int(sum(v.get_value().size for _, v in nnx.to_flat_state(state) if isinstance(v, nnx.Param)))
+    counts = {"trainable": size(trainable), "frozen": size(frozen)}
+    counts["total"] = counts["trainable"] + counts["frozen"]
+    counts["components"] = COMPONENTS[family](config, counts["trainable"], counts["frozen"], artifacts or {})
+    return counts
+
+
 def _check(family: str) -> None:
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
 
 
 def build(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
-          artifacts: Mapping[str, Any] | None = None) -> Recommender:
-    """Fit `family` (training resumes from `workdir`'s checkpoints) and return its best checkpoint's recommender;
-    fit.json records a trained run (steps, best step, validation curve, seconds)."""
+          artifacts: Mapping[str, Any] | None = None) -> tuple[Recommender, dict[str, Any]]:
+    """Fit `family` (training resumes from `workdir`'s checkpoints); returns its best checkpoint's recommender and
+    its `parameter_counts`. fit.json records a trained run (steps, best step, validation curve, seconds)."""
     _check(family)
     if family == "popularity":
         from jaxrec.models.popularity import Popularity
 
-        return Popularity.fit(split, exclude_history=config.get("exclude_history", False))
+        return (Popularity.fit(split, exclude_history=config.get("exclude_history", False)),
+                parameter_counts(family, config))
     from jaxrec.train.trainer import Trainer
 
     trainer = Trainer(TRAINED[family](config, split, artifacts or {}, workdir), config.train, workdir)
     result = trainer.fit(split, final_evaluation=False)  # the caller evaluates the returned recommender
     (workdir / "fit.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
-    return trainer.recommender(trainer.best_params)
+    counts = parameter_counts(family, config, trainer.best_params, trainer.frozen, artifacts)
+    return trainer.recommender(trainer.best_params), counts
 
 
 def load(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, workdir: Path,
@@ -88,7 +130,7 @@ def load(family: str, config: ml_collections.ConfigDict, split: LeaveOneOut, wor
     recounted from the split, which is what fitting it means)."""
     _check(family)
     if family == "popularity":
-        return build(family, config, split, workdir, artifacts)
+        return build(family, config, split, workdir, artifacts)[0]
     from jaxrec.train.trainer import Trainer
 
     trainer = Trainer(TRAINED[family](config, split, artifacts or {}, workdir), config.train, workdir)

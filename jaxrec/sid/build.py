@@ -1,6 +1,7 @@
 """The SID stage: catalogue text -> embeddings -> quantizer -> collision digit -> `SIDTable` + diagnostics.
 
-Artifacts in the stage's folder: `embeddings.npy` + `embeddings.json`, `sid_table.npz`, `sid_diagnostics.json`.
+Artifacts in the stage's folder: `embeddings.npy` + `embeddings.json`, `sid_table.npz`, `sid_diagnostics.json`
+(which records `parameters`: the text encoder's and the quantizer's sizes, for the scaling-law fits).
 An artifact that exists is reused only when its header says it was made from the same inputs (encoder weights,
 template, texts; quantizer config, embeddings); a different one raises an error instead of being silently
 overwritten or recomputed. `force=True` rebuilds.
@@ -27,7 +28,7 @@ import numpy as np
 from jaxrec.data.types import Catalog
 from jaxrec.sid.collisions import with_collision_digit
 from jaxrec.sid.diagnostics import sid_diagnostics
-from jaxrec.sid.quantizers import QuantizerConfig, quantize
+from jaxrec.sid.quantizers import QuantizerConfig, quantize, quantizer_parameters
 from jaxrec.sid.table import SIDTable, SIDTableError
 from jaxrec.text.embed import EmbeddingsError, embed_catalog, embeddings_header, load_embeddings
 from jaxrec.text.item_text import DEFAULT_TEMPLATE, item_texts
@@ -66,6 +67,7 @@ def embed_stage(config: ml_collections.ConfigDict, catalog: Catalog, folder: Pat
         expect = {"encoder": encoder.name, "weights_hash": encoder.weights_hash, "template": list(template),
                   "separator": separator, "items": len(texts)}
         embeddings, header = load_embeddings(folder, expect)
+        header.setdefault("parameters", encoder.num_parameters)  # embeddings written before it was recorded
         if header["text_hash"] != embeddings_header(encoder, texts, template, separator, text_report)["text_hash"]:
             raise EmbeddingsError(f"{folder / 'embeddings.json'}: the item texts changed since these embeddings "
                                   f"were made (different catalogue?); use another workdir or --force")
@@ -83,10 +85,14 @@ def quantize_stage(embeddings: np.ndarray, embeddings_header: dict[str, Any], qu
                   "embeddings": {key: embeddings_header.get(key) for key in
                                  ("encoder", "weights_hash", "template", "separator", "text_hash", "content_hash")}}
     provenance = json.loads(json.dumps(provenance))  # tuples -> lists, as they will read back from the header
+    # What the scaling-law fits need from this stage: the frozen text encoder's and the quantizer's sizes.
+    parameters = {"text_encoder": embeddings_header.get("parameters"),
+                  "quantizer": quantizer_parameters(quantizer, int(embeddings.shape[1]))}
     table_path = folder / TABLE_FILE
     if table_path.exists() and not force:
         table = SIDTable.load(table_path, expect=provenance)
         diagnostics = json.loads((folder / DIAGNOSTICS_FILE).read_text())
+        diagnostics.setdefault("parameters", parameters)
         logger.info(f"reusing {table_path} ({table.num_items} items)")
         return table, diagnostics
     started = time.perf_counter()
@@ -99,6 +105,7 @@ def quantize_stage(embeddings: np.ndarray, embeddings_header: dict[str, Any], qu
     diagnostics = sid_diagnostics(quantization, codes, quantizer.codebook_size, catalog)
     diagnostics["seconds"] = time.perf_counter() - started
     diagnostics["content_hash"] = table.header["content_hash"]
+    diagnostics["parameters"] = parameters
     (folder / DIAGNOSTICS_FILE).write_text(json.dumps(diagnostics, indent=2))
     logger.info(f"SIDs: {quantizer.method} {quantizer.levels} x {quantizer.codebook_size}, level-1 usage "
                 f"{diagnostics['levels'][0]['usage']:.1%}, unique before digit "

@@ -72,6 +72,20 @@ class Quantization:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def quantizer_parameters(config: QuantizerConfig, input_dim: int) -> int:
+    """Parameters of the quantizer for `input_dim`-dimensional embeddings (N_QT of the scaling-law fits): the
+    codebooks, plus RQ-VAE's encoder and decoder; exact, from shapes (nothing allocated)."""
+    if config.method == "rq_kmeans":
+        return config.levels * config.codebook_size * input_dim
+    import jax
+    from flax import nnx
+
+    from jaxrec.sid.rq_vae import RQVAE
+
+    abstract = nnx.eval_shape(lambda: RQVAE(input_dim, config, rngs=nnx.Rngs(0)))
+    return int(sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param))))
+
+
 def check_embeddings(embeddings: np.ndarray, config: QuantizerConfig) -> np.ndarray:
     """Validate [N, D] finite embeddings with at least `codebook_size` rows; returns float32."""
     embeddings = np.asarray(embeddings)

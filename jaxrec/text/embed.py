@@ -119,7 +119,7 @@ def embeddings_header(encoder: TextEncoder, texts: Sequence[str], template: Sequ
     """What identifies an embeddings artifact: the encoder and its weights, the template and the exact texts."""
     return {"encoder": encoder.name, "family": encoder.family, "weights_hash": encoder.weights_hash,
             "template": list(template), "separator": separator, "dimension": encoder.dim,
-            "max_length": encoder.max_length, "items": len(texts),
+            "max_length": encoder.max_length, "parameters": encoder.num_parameters, "items": len(texts),
             "text_hash": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "text_report": text_report}
 
 

@@ -62,6 +62,11 @@ class TextEncoder:
     pooling: str = "mean"  # "mean" | "cls" | "last" (jaxrec.nn.pooling)
     normalize: bool = True  # L2-normalise the pooled vector
 
+    @property
+    def num_parameters(self) -> int:
+        """Elements of every weight (the frozen text encoder's size, N_LLM of the scaling-law fits)."""
+        return int(sum(x.size for x in jax.tree.leaves(nnx.state(self.model, nnx.Param))))
+
     def __post_init__(self) -> None:
         graphdef, state = nnx.split(self.model)
         pooling, normalize = self.pooling, self.normalize

@@ -248,7 +248,8 @@ class Trainer:
 
         `max_train_seconds` > 0 is a wall-clock budget for the loop: when it is spent, the step in hand is
         validated and saved, and training stops as if the schedule had ended (the learning-rate schedule is still
-        the one of `num_epochs`/`num_steps`, so size those to the budget)."""
+        the one of `num_epochs`/`num_steps`, so size those to the budget). The budget spans resumptions (the time
+        spent is checkpointed), and a resumed run that had stopped early or run out of time trains no further."""
         config = self.config
         columns = self.family.training_columns(split)
         local_batch = config.batch_size // jax.process_count()
@@ -265,7 +266,10 @@ class Trainer:
                                     async_save=config.get("async_checkpointing", True))
         writer = MetricWriter(self.workdir, tensorboard=config.get("tensorboard", True))
         iterator = iter(batches)
-        meta = {"best_step": -1, "best_metric": -math.inf, "bad_evals": 0, "history": []}
+        # train_seconds: the loop's time over every attempt (the budget spans resumptions); stopped: "early" or
+        # "out_of_time" once the loop has ended that way, so a resumed finished run does not train on.
+        meta = {"best_step": -1, "best_metric": -math.inf, "bad_evals": 0, "history": [], "train_seconds": 0.0,
+                "stopped": ""}
         if checkpointer.latest_step() is not None:
             step = checkpointer.latest_step()
             state, data_state, meta = checkpointer.restore(step, state)
@@ -273,17 +277,18 @@ class Trainer:
             logger.info("resumed from step %d (best so far: step %d, %s=%.4f)", step, meta["best_step"],
                         stopping.metric, meta["best_metric"])
         step = int(state.step)
+        spent = float(meta.get("train_seconds", 0.0))  # by earlier attempts
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
         started = time.perf_counter()
         eval_seconds = 0.0
-        stopped_early = out_of_time = False
+        stopped_early, out_of_time = meta.get("stopped") == "early", meta.get("stopped") == "out_of_time"
         budget = float(config.get("max_train_seconds", 0) or 0)
         progress = tqdm(total=total_steps, initial=step, desc=f"train {self.family.name}", unit="step",
                         disable=not config.get("progress", True) or jax.process_index() != 0, dynamic_ncols=True)
         window = _ThroughputWindow()
         validation_users = _validation_sample(split, int(config.get("eval_max_users", 0) or 0), config.seed)
         try:
-            while step < total_steps:
+            while step < total_steps and not (stopped_early or out_of_time):
                 batch = next(iterator)
                 window.add(batch)
                 state, metrics = self.train_step(state, shard_batch(batch, self.mesh))
@@ -298,7 +303,7 @@ class Trainer:
                                          ex_s=f"{logged['train/examples_per_s']:.0f}",
                                          tok_s=f"{logged['train/tokens_per_s']:.0f}")
                 if budget and step % config.get("log_every_steps", 50) == 0:
-                    out_of_time = _agreed(time.perf_counter() - started >= budget)
+                    out_of_time = _agreed(spent + time.perf_counter() - started >= budget)
                 if step % eval_every == 0 or step == total_steps or out_of_time:
                     self._check_finite(state, step, checkpointer)
                     eval_started = time.perf_counter()
@@ -315,6 +320,9 @@ class Trainer:
                         meta["bad_evals"] += 1
                     logger.info("step %d: validation %s=%.4f (best %.4f at step %d)", step, stopping.metric, value,
                                 meta["best_metric"], meta["best_step"])
+                    meta["stopped"] = ("early" if meta["bad_evals"] >= stopping.patience else
+                                       "out_of_time" if out_of_time else "")
+                    meta["train_seconds"] = spent + time.perf_counter() - started
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta,
                                       metrics={f"validation/{stopping.metric}": value})
                     if meta["bad_evals"] >= stopping.patience:
@@ -327,9 +335,11 @@ class Trainer:
                         break
                 elif config.get("checkpoint_every_steps", 0) and step % config.checkpoint_every_steps == 0:
                     self._check_finite(state, step, checkpointer)
+                    meta["train_seconds"] = spent + time.perf_counter() - started
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                 if self._stop_requested:
                     self._check_finite(state, step, checkpointer)
+                    meta["train_seconds"] = spent + time.perf_counter() - started
                     if checkpointer.latest_step() != step:  # the eval/periodic save above may have saved it already
                         checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                     checkpointer.close()
