@@ -283,8 +283,14 @@ def test_points_missing_their_inputs_fail_before_running(sweep_file, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ parameters
 def test_parameter_counts_components():
-    trainable, frozen = {"a": np.zeros(3)}, {"b": np.zeros((2, 5))}
+    """Counts are of parameters: a family's Constant tables (tries, token tables) in the frozen state are none."""
     import ml_collections
+    from flax import nnx
+
+    from jaxrec.nn.layers import Constant
+
+    trainable = nnx.State({"a": nnx.Param(np.zeros(3))})
+    frozen = nnx.State({"b": nnx.Param(np.zeros((2, 5))), "tables": Constant(np.zeros(100, np.int32))})
 
     lora = ml_collections.ConfigDict({"model": {"mode": "lora"}})
     assert registry.parameter_counts("llm", lora, trainable, frozen) == {
