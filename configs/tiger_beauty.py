@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
     sid = load_config(Path(__file__).with_name("sid_beauty.py"))  # one definition of Beauty's SIDs
     config.data = sid.data
     config.sid = sid.sid
-    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 20, "cold_start": True})
+    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10, 20), "max_history": 20, "cold_start": True,
+                                             "stages": ("validation", "test")})
     config.models = ml_collections.ConfigDict({
         "tiger": tiger.config_entry(
             {"max_history": 20, "beam_width": 20},
