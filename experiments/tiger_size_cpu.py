@@ -7,7 +7,7 @@ seeds on Amazon Beauty 2014, each point with a fixed wall-clock training budget.
     jaxrec report ...                                                         # the fits over results.jsonl
 
 The data folder is the base config's (`../shared/data/amazon-beauty-2014`; `--config.data.path=...` moves it).
-Per point: `max_train_seconds` (`--sweep.budget=...`, default 180 s) bounds the training loop, compilation and
+Per point: `max_train_seconds` (`--sweep.budget=...`, default 300 s) bounds the training loop, compilation and
 validation included (checked every 10 steps); the learning-rate schedule is sized to it (`--sweep.epochs`, warm-up
 200 steps) and validation runs every `--sweep.eval_every` steps on a fixed sample of `--sweep.eval_users` (2,000)
 validation users. The final evaluation (beam search over all 22,363 test users) comes on top and dominates on a
@@ -22,7 +22,7 @@ from jaxrec.models.tiger import TABLE2_CONVENTION, TABLE2_SIZES
 from jaxrec.sweep import Sweep, labelled
 
 
-def get_sweep(seeds: tuple = (0, 1), budget: float = 180.0, epochs: int = 3, eval_every: int = 500,
+def get_sweep(seeds: tuple = (0, 1), budget: float = 300.0, epochs: int = 1, eval_every: int = 500,
               eval_users: int = 2000) -> Sweep:
     train, model = "models.tiger.train.", "models.tiger.model."
     smallest = {size.label: size.model_fields() for size in TABLE2_SIZES[:4]}  # 336K, 778K, 1.9M, 3.3M
