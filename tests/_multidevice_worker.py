@@ -134,7 +134,7 @@ def equivalence_report(out: Path, steps: int = 12) -> dict:
     return report
 
 
-LLM_MESHES = {"data2_fsdp2_tensor2": {"data": 2, "fsdp": 2, "tensor": 2}, "fsdp4_tensor2": {"fsdp": 4, "tensor": 2}}
+LLM_MESHES = {"data2_fsdp2_tensor2": {"data": 2, "fsdp": 2, "tensor": 2}}  # every axis at once
 
 
 def llm_report(out: Path, steps: int = 6) -> dict:
