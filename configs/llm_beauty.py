@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict({"source": "p5", "path": "../shared/data/amazon-beauty-2014",
                                              "on_short": "error", "options": {}})
     # The full evaluation is the test split only: the checkpoint is chosen on the in-training validation sample.
-    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10), "max_history": 20, "cold_start": False,
+    config.eval = ml_collections.ConfigDict({"ks": (1, 5, 10), "max_history": 20, "cold_start": True,
                                              "stages": ("test",)})
     prompt = {"max_prompt_tokens": 160, "max_title_tokens": 32}
     config.models = ml_collections.ConfigDict({

@@ -26,7 +26,8 @@ def _row(point, family, model, seed, components, recall, *, status="finished", o
            "parameters": {"trainable": trainable, "frozen": total - trainable, "total": total,
                           "components": components},
            "metrics": {"validation/recall@10": recall * 1.05, "test/recall@10": recall, "test/ndcg@10": recall * 0.55,
-                       "test/recall@5": recall * 0.7},
+                       "test/recall@5": recall * 0.7, "test_cold_start/recall@10": recall * 0.25,
+                       "test_cold_start/ndcg@10": recall * 0.1, "test_cold_start/num_users": 120},
            "seconds": {"fit": seconds - 5, "test": 5.0, "total": seconds}, "device": "cpu",
            "workdir": f"runs/{point}_s{seed}", "config": {"data": {"path": "../shared/data/amazon-beauty-2014"}}}
     if status != "finished":
@@ -88,6 +89,7 @@ def test_report_end_to_end(tmp_path, capsys):
     assert "| 2 | 60 | cpu |" in report  # seeds, wall time, device
     assert "| tiger_d768_s0 | tiger | tiger | 0 | failed | runs/tiger_d768_s0 |" in report
     assert "paper (Table 1)" in report and "| R0 |" in report and "0.4529" in report
+    assert "## Cold-start probe" in report and "| cold users |" in report and " | 120 |" in report
     assert "Not fitted: 4 distinct points cannot determine 4 free parameters" in report  # the LLM family
     for image in pngs:
         assert f"({image})" in report

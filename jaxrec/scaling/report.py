@@ -364,6 +364,7 @@ def _markdown(workdir, rows, groups, unfinished, notes, fits, metrics, images, d
                 lines += [f"![{family} {name}]({image})", ""]
     if "comparison" in images:
         lines += ["## SID-GR vs LLM-as-RS", "", f"![comparison]({images['comparison']})", ""]
+    lines += _cold_start_markdown(groups)
     lines += ["## Not finished", ""]
     if unfinished:
         lines += ["| point | model | family | seed | status | workdir |", "|---|---|---|---|---|---|"]
@@ -376,6 +377,28 @@ def _markdown(workdir, rows, groups, unfinished, notes, fits, metrics, images, d
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
+
+
+COLD_START = ("test_cold_start/recall@10", "test_cold_start/ndcg@10")
+
+
+def _cold_start_markdown(groups: Sequence[Group]) -> list[str]:
+    """The cold-start probe: every configuration's metrics on the test users whose target no training sequence
+    contains (`eval.cold_start`), next to its metrics on every test user."""
+    measured = [g for g in groups if len(g.values(COLD_START[0]))]
+    if not measured:
+        return []
+    lines = ["## Cold-start probe", "",
+             "Test users whose target item appears in no training sequence (`eval.cold_start`), mean over seeds.", "",
+             "| family | config | test/recall@10 | " + " | ".join(COLD_START) + " | cold users |",
+             "|---|---|---|---|---|---|"]
+    for group in measured:
+        users = group.values("test_cold_start/num_users")
+        cells = [f"{group.values(name).mean():.4f}" if len(group.values(name)) else "–"
+                 for name in ("test/recall@10", *COLD_START)]
+        lines.append(f"| {FAMILY_NAMES.get(group.family, group.family)} | {group.label} | " + " | ".join(cells)
+                     + f" | {int(users.mean()) if len(users) else '–'} |")
+    return [*lines, ""]
 
 
 def _fit_markdown(result: Mapping[str, Any]) -> list[str]:
