@@ -28,6 +28,32 @@ def device_description() -> str:
     return text if jax.process_count() == 1 else f"{text} ({jax.process_count()} processes)"
 
 
+def model_order(models: ml_collections.ConfigDict) -> list[str]:
+    """The names of `models` in config order (ConfigDict's: sorted by name), except that a model reading another's
+    item embeddings (`model.cf_source`, LLM-as-RS) runs after it. Raises before anything trains when the source is
+    not a model of the config, or the sources form a cycle."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise ValueError(f"models.{name}.model.cf_source: the CF sources form a cycle through {name!r}")
+        visiting.add(name)
+        source = (models[name].get("model") or {}).get("cf_source", "")
+        if source:
+            if source not in models:
+                raise ValueError(f"models.{name}.model.cf_source: {source!r} is not a model of this config "
+                                 f"(models: {sorted(models)})")
+            place(source)
+        order.append(name)
+
+    for name in models:
+        place(name)
+    return order
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Run every model in `config.models`; write config.json, data_report.json and metrics.json to `workdir`.
 
@@ -41,6 +67,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         process_id = distributed.get("process_id", -1)
         initialize_distributed(distributed.get("coordinator_address") or None, distributed.get("num_processes") or None,
                                None if process_id < 0 else process_id, force=True)
+    order = model_order(config.models)  # config errors before any work
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(
@@ -65,10 +92,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     ev = config.eval
     device = device_description()
     metrics: dict[str, Any] = {}
-    for name, model_config in config.models.items():
+    for name in order:
+        model_config = config.models[name]
         started = time.perf_counter()
         recommender, parameters = build(model_config.family, model_config, split, workdir / name, artifacts)
         fit_seconds = time.perf_counter() - started
+        embeddings = getattr(recommender, "item_embeddings", lambda: None)()
+        if embeddings is not None:  # for later models (LLM-as-RS `cf_source`)
+            artifacts.setdefault("item_embeddings", {})[name] = embeddings
         result: dict[str, Any] = {}
         seconds: dict[str, float] = {"fit": fit_seconds}
         # Test runs second: its shapes are already compiled. A config may list fewer stages (eval.stages) where a

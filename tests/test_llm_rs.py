@@ -59,7 +59,7 @@ def test_title_beam_search_ranks_every_title_exactly(parts, split):
     ranked = np.asarray(jax.jit(lambda h: parts.recommend(model, h, 16))(jnp.asarray(histories)))
     titles = parts.titles.sequences
     assert len(titles) == 12 and np.all(ranked[:, 12:] == -1)  # only 12 titles exist
-    prompt_ids, prompt_mask = build_prompts(parts.prompts.tables(), jnp.asarray(histories))
+    prompt_ids, prompt_mask, _ = build_prompts(parts.prompts.tables(), jnp.asarray(histories))
     for row in range(3):
         scores = []
         for title in titles:

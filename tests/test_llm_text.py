@@ -75,16 +75,51 @@ def test_training_rows_and_decoding_prompts_agree(tokenizer, catalog):
         real = rows["tokens"][row][rows["mask"][row] == 1]
         assert list(real) == prompts.prompt(histories[row]) + list(target_tokens)
         assert rows["mask"][row, 0] == 0 and np.all(np.diff(rows["mask"][row]) >= 0)  # left padding
-    jit_ids, jit_mask = jax.jit(lambda h: build_prompts(prompts.tables(), h))(jnp.asarray(histories))
+    jit_ids, jit_mask, jit_items = jax.jit(lambda h: build_prompts(prompts.tables(), h))(jnp.asarray(histories))
     for row in range(3):
         prompt = prompts.prompt(histories[row])
         assert list(np.asarray(jit_ids)[row][np.asarray(jit_mask)[row] == 1]) + [prompts.start_token] == prompt
         assert np.asarray(jit_mask)[row, -1] == 1 and np.all(np.diff(np.asarray(jit_mask)[row]) >= 0)
     # A tight budget drops the oldest lines inside jit exactly as on the host.
     tight = Prompts(tokenizer, catalog, PromptTemplate(max_prompt_tokens=len(prompts.prompt(histories[1])) - 2))
-    jit_ids, jit_mask = build_prompts(tight.tables(), jnp.asarray(histories[1:2]))
+    jit_ids, jit_mask, _ = build_prompts(tight.tables(), jnp.asarray(histories[1:2]))
     assert list(np.asarray(jit_ids)[0][np.asarray(jit_mask)[0] == 1]) == tight.prompt(histories[1])[:-1]
     assert len(tight.prompt(histories[1])) < len(prompts.prompt(histories[1]))
+
+
+def test_cf_slot_rows_and_decoding_prompts_agree(tokenizer, catalog):
+    """With CF slots every kept history line opens with a pad-id slot (mask 1) carrying its item id: host rows and
+    jit prompts agree on tokens, mask and items, and the slot counts against the token budget."""
+    plain, prompts = Prompts(tokenizer, catalog), Prompts(tokenizer, catalog, cf_slots=True)
+    histories = np.array([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]])
+    targets = np.array([7, 1, 3])
+    rows = prompts.training_rows(histories, targets)
+    assert "items" not in plain.training_rows(histories, targets)
+    assert rows["items"].shape == (3, prompts.row_length) and rows["items"].dtype == np.int32
+    jit_ids, jit_mask, jit_items = (np.asarray(x) for x in jax.jit(
+        lambda h: build_prompts(prompts.tables(), h))(jnp.asarray(histories)))
+    for row in range(3):
+        tokens, items = prompts.prompt_and_items(histories[row])
+        slots = np.flatnonzero(items)
+        assert [items[i] for i in slots] == [i for i in histories[row] if i > 0]  # one slot per line, in order
+        assert all(tokens[i] == prompts.pad for i in slots)
+        assert [t for i, t in enumerate(tokens) if i not in slots] == plain.prompt(histories[row])
+        real = rows["mask"][row] == 1
+        assert list(rows["tokens"][row][real][:len(tokens)]) == tokens
+        assert list(rows["items"][row][real]) == items + [0] * (int(real.sum()) - len(items))
+        assert not rows["items"][row][~real].any()
+        decoded = jit_mask[row] == 1
+        assert list(jit_ids[row][decoded]) + [prompts.start_token] == tokens
+        assert list(jit_items[row][decoded]) + [0] == items and not jit_items[row][~decoded].any()
+    _, _, no_slots = build_prompts(plain.tables(), jnp.asarray(histories))
+    assert not np.asarray(no_slots).any()
+    # One token short of the full prompt: the slot counts, so the oldest line is dropped, on the host and in jit.
+    tight = Prompts(tokenizer, catalog, PromptTemplate(max_prompt_tokens=len(prompts.prompt(histories[1])) - 1),
+                    cf_slots=True)
+    tokens, items = tight.prompt_and_items(histories[1])
+    assert [i for i in items if i] == [4, 5, 6]
+    ids, mask, jit_items = (np.asarray(x)[0] for x in build_prompts(tight.tables(), jnp.asarray(histories[1:2])))
+    assert list(ids[mask == 1]) == tokens[:-1] and list(jit_items[mask == 1]) == items[:-1]
 
 
 def test_title_table_merges_shared_titles(tokenizer, catalog):

@@ -13,6 +13,10 @@ the catalogue's title trie (the paper's second paradigm), as a `ModelFamily` of 
   * Modes: `scratch` (a random model of the configured shape, every weight trained), `full` (every weight of a
     checkpoint trained) and `lora` (adapters on the checkpoint's, or a random model's, projections; only they are
     trained and kept in the optimizer state: about 0.85% of Qwen3-0.6B at the default rank 8 on all seven).
+  * Collaborative-filtering injection (`cf_source` / `cf_embeddings`): each history line opens with a slot token
+    whose input embedding gets `W . cf[item]` added, `cf` a frozen [num_items + 1, D] item table (an earlier model
+    of the run, e.g. SASRec, or a .npy file) and `W` a trained D -> hidden projection (`CFParam`: trained in LoRA
+    mode too; zero-initialised, so training starts from the model without CF).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from jaxrec.decoding.beam_search import beam_search
 from jaxrec.decoding.trie import Trie
 from jaxrec.models import hf_loading, qwen
 from jaxrec.models.qwen import Qwen, QwenConfig
-from jaxrec.nn.layers import constant_values, constants
+from jaxrec.nn.layers import Dense, constant_values, constants
 from jaxrec.nn.lora import DEFAULT_TARGETS, LoRAParam, add_lora
 from jaxrec.text.item_text import item_texts
 from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable, build_prompts
@@ -71,6 +75,8 @@ class LLMRSConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = DEFAULT_TARGETS  # ours or the Hugging Face names (q_proj, ..., down_proj)
+    cf_source: str = ""  # CF injection from an earlier model of `config.models` with item embeddings (e.g. "sasrec")
+    cf_embeddings: str = ""  # ... or from a .npy [num_items + 1, D] item table (row 0: padding)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -81,6 +87,35 @@ class LLMRSConfig:
             raise ValueError("mode 'scratch' trains a new model; leave `checkpoint` empty or use mode 'full'")
         if self.shape and self.shape not in qwen.QWEN3_SHAPES:
             raise ValueError(f"unknown shape {self.shape!r}; known: {sorted(qwen.QWEN3_SHAPES)}")
+        if self.cf_source and self.cf_embeddings:
+            raise ValueError("set at most one of `cf_source` (a model of the run) and `cf_embeddings` (a .npy file)")
+
+    @property
+    def cf(self) -> bool:
+        return bool(self.cf_source or self.cf_embeddings)
+
+
+class CFParam(nnx.Param):
+    """The CF projection's weights: trained in every mode (beside the adapters under LoRA)."""
+
+
+def cf_table(config: LLMRSConfig, num_items: int, item_embeddings: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The frozen CF item table [num_items + 1, D] float32 that `config` names (None without CF): the embeddings
+    of the earlier model `cf_source` (`item_embeddings`: the run's, by model name) or the `cf_embeddings` file."""
+    if config.cf_source:
+        if config.cf_source not in item_embeddings:
+            raise ValueError(f"cf_source {config.cf_source!r}: no earlier model of the run provides item embeddings "
+                             f"(models with them so far: {sorted(item_embeddings)}); list it before this model")
+        table, field = item_embeddings[config.cf_source], "cf_source"
+    elif config.cf_embeddings:
+        table, field = np.load(config.cf_embeddings, allow_pickle=False), "cf_embeddings"
+    else:
+        return None
+    table = np.asarray(table, np.float32)
+    if table.ndim != 2 or table.shape[0] != num_items + 1:
+        raise ValueError(f"{field}: item embeddings of shape {table.shape}; expected [num_items + 1 = "
+                         f"{num_items + 1}, D] (row 0: padding)")
+    return table
 
 
 def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, template: PromptTemplate):
@@ -102,11 +137,13 @@ def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, te
 class LLMRSFamily:
     """The prompt pieces, the title trie and the `ModelFamily` functions of one run."""
 
-    def __init__(self, config: LLMRSConfig, catalog: Catalog, workdir: Path):
-        self.config = config
+    def __init__(self, config: LLMRSConfig, catalog: Catalog, workdir: Path, cf: np.ndarray | None = None):
+        if config.cf != (cf is not None):
+            raise ValueError("the CF item table is given exactly when the config sets cf_source or cf_embeddings")
+        self.config, self.cf = config, cf
         template = PromptTemplate.from_dict(dict(config.prompt))
         self.tokenizer = catalogue_tokenizer(config, catalog, Path(workdir), template)
-        self.prompts = Prompts(self.tokenizer, catalog, template)
+        self.prompts = Prompts(self.tokenizer, catalog, template, cf_slots=cf is not None)
         self.titles = TitleTable.from_prompts(self.prompts)
         vocab = len(self.tokenizer)
         self.trie = Trie.from_sequences(self.titles.sequences, vocab)
@@ -135,9 +172,24 @@ class LLMRSFamily:
         if config.mode == "lora":
             add_lora(model, config.lora_targets, rank=config.lora_rank, alpha=config.lora_alpha, rngs=rngs)
         # Prompt pieces, the title trie and each title's item reach the compiled programs through the model.
-        model.tables = constants({"prompts": jax.tree.map(jnp.asarray, self.prompts.tables()),
-                                  "trie": self.trie.device_arrays(), "first_item": jnp.asarray(self.titles.first_item)})
+        tables = {"prompts": jax.tree.map(jnp.asarray, self.prompts.tables()), "trie": self.trie.device_arrays(),
+                  "first_item": jnp.asarray(self.titles.first_item)}
+        if self.cf is not None:
+            tables["cf"] = jnp.asarray(self.cf)
+            model_config = self.model_config
+            model.cf_projection = Dense((self.cf.shape[1],), (model_config.hidden_size,), (None, "embed"),
+                                        use_bias=False, dtype=jnp.dtype(model_config.dtype),
+                                        kernel_init=nnx.initializers.zeros_init(), kind=CFParam, rngs=rngs)
+        model.tables = constants(tables)
         return model
+
+    def cf_inputs(self, model: Qwen, items: jax.Array | None) -> jax.Array | None:
+        """[B, T, hidden] additive input embeddings: `W . cf[item]` at each CF slot (items > 0), 0 elsewhere; None
+        without CF."""
+        if self.cf is None:
+            return None
+        projected = model.cf_projection(constant_values(model.tables)["cf"][items])
+        return jnp.where((items > 0)[..., None], projected, 0)
 
     def pretrained(self) -> nnx.State:
         """The checkpoint's weights at the created model's paths (under LoRA adapters: `<layer>.base.kernel`)."""
@@ -157,7 +209,7 @@ class LLMRSFamily:
         """Mean cross-entropy of the target title tokens + EOS (the last `target_positions` columns hold them)."""
         tokens, mask = batch["tokens"], batch["mask"]
         length, span = tokens.shape[1], self.target_positions
-        hidden = model.hidden_states(tokens, mask)
+        hidden = model.hidden_states(tokens, mask, input_embeddings=self.cf_inputs(model, batch.get("items")))
         logits = model.logits(hidden[:, length - 1 - span:length - 1])  # [B, span, vocab] fp32
         labels = tokens[:, length - span:]
         weights = batch["target_mask"][:, length - span:].astype(jnp.float32)
@@ -169,8 +221,10 @@ class LLMRSFamily:
     def recommend(self, model: Qwen, histories: jax.Array, k: int) -> jax.Array:
         """Top-k item ids [B, k] by title-trie beam search (max(k, beam_width) beams); -1 for dead beams."""
         tables = constant_values(model.tables)
-        prompt_ids, prompt_mask = build_prompts(tables["prompts"], histories[:, -self.config.max_history:])
-        step_fn, state = model.beam_decoder(prompt_ids, prompt_mask, self.trie.max_depth)
+        histories = histories[:, -self.config.max_history:]
+        prompt_ids, prompt_mask, prompt_items = build_prompts(tables["prompts"], histories)
+        step_fn, state = model.beam_decoder(prompt_ids, prompt_mask, self.trie.max_depth,
+                                            input_embeddings=self.cf_inputs(model, prompt_items))
         result = beam_search(step_fn, state, tables["trie"], beam_width=max(k, self.config.beam_width),
                              start_token=self.prompts.start_token, end_token=self.prompts.eos,
                              length_normalization=self.config.length_normalization)
@@ -180,16 +234,20 @@ class LLMRSFamily:
 
     def model_family(self) -> ModelFamily:
         config = self.config
+        padded = ("mask", "tokens", "target_mask", *(("items",) if self.cf is not None else ()))
+        lora = LoRAParam if self.cf is None else nnx.Any(LoRAParam, CFParam)
         return ModelFamily(name="llm", create=self.create, loss=self.loss, recommend=self.recommend,
-                           training_columns=self.columns, padded_columns=("mask", "tokens", "target_mask"),
-                           history_length=config.max_history,
-                           trainable=LoRAParam if config.mode == "lora" else nnx.Param,
+                           training_columns=self.columns, padded_columns=padded, history_length=config.max_history,
+                           trainable=lora if config.mode == "lora" else nnx.Param,
                            pretrained=self.pretrained if config.checkpoint else None,
                            item_groups=self.titles.item_groups(), item_group_name="title")
 
 
-def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path) -> ModelFamily:
-    return LLMRSFamily(config, split.dataset.catalog, Path(workdir)).model_family()
+def family(config: LLMRSConfig, split: LeaveOneOut, workdir: str | Path,
+           item_embeddings: dict[str, np.ndarray] | None = None) -> ModelFamily:
+    """`item_embeddings`: the run's earlier models' item tables by name (for `cf_source`)."""
+    cf = cf_table(config, split.dataset.num_items, item_embeddings or {})
+    return LLMRSFamily(config, split.dataset.catalog, Path(workdir), cf).model_family()
 
 
 def config_entry(model: dict | None = None, **train_overrides) -> dict:

@@ -157,12 +157,16 @@ class Qwen(nnx.Module):
 
     def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array,
                       positions: jax.Array | None = None, *, segment_ids: jax.Array | None = None,
-                      return_kv: bool = False) -> jax.Array | tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]:
+                      return_kv: bool = False, input_embeddings: jax.Array | None = None
+                      ) -> jax.Array | tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]:
         """[B, L] ids and mask (1 = real token) -> [B, L, hidden] final-normed states. `positions` [B, L] default
         to 0..L-1 (as HF without position_ids; RoPE only sees differences, so left padding is harmless). With
         `segment_ids` (packed rows, 0 = padding) each packed sequence attends causally to itself only.
-        `return_kv` also returns every layer's (keys, values) [B, L, KVH, D] (a prefill)."""
+        `return_kv` also returns every layer's (keys, values) [B, L, KVH, D] (a prefill). `input_embeddings`
+        [B, L, hidden] are added to the token embeddings (e.g. projected collaborative-filtering vectors)."""
         x = self.tokens(input_ids)
+        if input_embeddings is not None:
+            x = x + input_embeddings.astype(x.dtype)
         if segment_ids is not None:
             mask = segment_mask(segment_ids, causal=True)
             positions = segment_positions(segment_ids) if positions is None else positions
@@ -191,15 +195,17 @@ class Qwen(nnx.Module):
         hidden = self.hidden_states(input_ids, attention_mask, positions)
         return hidden, self.logits(hidden)
 
-    def beam_decoder(self, prompt_ids: jax.Array, prompt_mask: jax.Array, max_new_tokens: int
+    def beam_decoder(self, prompt_ids: jax.Array, prompt_mask: jax.Array, max_new_tokens: int, *,
+                     input_embeddings: jax.Array | None = None
                      ) -> tuple[Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]], Any]:
         """(step_fn, initial state [B]-leading) for `beam_search` over at most `max_new_tokens` positions after
         the (left-padded) prompt [B, P], which is prefilled here once per row.
 
         The first token fed to step_fn (beam_search's `start_token`) is the prompt's last token, which the caller
         keeps out of `prompt_ids` (prompt templates end with a fixed token, e.g. the one opening the answer).
-        step_fn(state, tokens [B, K], step) -> (log-probs [B, K, vocab] of the token after `tokens`, new state)."""
-        _, prefix = self.hidden_states(prompt_ids, prompt_mask, return_kv=True)
+        step_fn(state, tokens [B, K], step) -> (log-probs [B, K, vocab] of the token after `tokens`, new state).
+        `input_embeddings` [B, P, hidden] are added to the prompt's token embeddings (`hidden_states`)."""
+        _, prefix = self.hidden_states(prompt_ids, prompt_mask, return_kv=True, input_embeddings=input_embeddings)
         batch, prefix_length = prompt_ids.shape
         attention = self.layers[0].attention
         shape = (batch, max_new_tokens, attention.num_kv_heads, attention.head_dim)

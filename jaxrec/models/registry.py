@@ -3,7 +3,8 @@ run's best checkpoint (for `jaxrec predict`).
 
 Each trained family (SASRec, TIGER, later LLM-as-RS) registers a `ModelFamily` factory here, so the run pipeline and
 the evaluator never special-case a model. `artifacts` carries what earlier stages of the run built (`sid_table`: the
-`SIDTable` of the SID stage), passed explicitly instead of being looked up on disk.
+`SIDTable` of the SID stage; `item_embeddings`: {model name: [num_items + 1, D]} of the models trained so far that
+have item embeddings), passed explicitly instead of being looked up on disk.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _llm(config: ml_collections.ConfigDict, split: LeaveOneOut, artifacts: Mappi
     from jaxrec.config import dataclass_from_dict
 
     model_config = dataclass_from_dict(llm_rs.LLMRSConfig, config.model.to_dict(), "LLM-as-RS model")
-    return llm_rs.family(model_config, split, workdir)
+    return llm_rs.family(model_config, split, workdir, artifacts.get("item_embeddings"))
 
 
 # Families trained by the shared trainer; popularity is counted, not trained.
@@ -69,6 +70,7 @@ def _sid_components(config: ml_collections.ConfigDict, trainable: int, frozen: i
 
 def _llm_components(config: ml_collections.ConfigDict, trainable: int, frozen: int,
                     artifacts: Mapping[str, Any]) -> dict[str, int | None]:
+    """(`trainable` excludes the CF projection, which `parameter_counts` reports as its own component.)"""
     if config.model.mode == "lora":
         return {"lora": trainable, "llm": frozen}
     return {"lora": 0, "llm": trainable + frozen}
@@ -89,13 +91,19 @@ def parameter_counts(family: str, config: ml_collections.ConfigDict, trainable: 
     `components` names the parts the scaling-law forms need (`COMPONENTS`)."""
     if family == "popularity":
         return {"trainable": 0, "frozen": 0, "total": 0, "components": {}}
-    def size(state: nnx.State | None) -> int:  # parameters only: a family's `Constant` tables are no weights
+    from jaxrec.models.llm_rs import CFParam
+
+    def size(state: nnx.State | None, kind: type[nnx.Param] = nnx.Param) -> int:  # `Constant` tables are no weights
         if state is None:
             return 0
-        return int(sum(v.get_value().size for _, v in nnx.to_flat_state(state) if isinstance(v, nnx.Param)))
+        return int(sum(v.get_value().size for _, v in nnx.to_flat_state(state) if isinstance(v, kind)))
     counts = {"trainable": size(trainable), "frozen": size(frozen)}
     counts["total"] = counts["trainable"] + counts["frozen"]
-    counts["components"] = COMPONENTS[family](config, counts["trainable"], counts["frozen"], artifacts or {})
+    projection = size(trainable, CFParam)  # LLM-as-RS CF injection: its own component, not LoRA's nor the LLM's
+    counts["components"] = COMPONENTS[family](config, counts["trainable"] - projection, counts["frozen"],
+                                              artifacts or {})
+    if projection:
+        counts["components"]["cf_projection"] = projection
     return counts
 
 

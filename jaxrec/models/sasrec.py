@@ -158,6 +158,7 @@ def family(config: SASRecConfig) -> ModelFamily:
         training_columns=lambda split: training_columns(split, config),
         padded_columns=("sequence",),
         history_length=config.max_length,
+        item_embeddings=lambda model: model.items.embedding[...],
     )
 
 

@@ -50,16 +50,18 @@ class Dense(nnx.Module):
     """
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], names: Names, *, use_bias: bool = True,
-                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 dtype=jnp.float32, param_dtype=jnp.float32, kernel_init=None, kind: type[nnx.Param] = nnx.Param,
+                 rngs: nnx.Rngs):
         self.in_shape, self.out_shape, self.dtype = tuple(in_shape), tuple(out_shape), dtype
         self.names = tuple(names)  # logical axes of the kernel: inputs, then outputs
-        # LeCun normal with fan-in over every input axis (equal to lecun_normal for a 2-D kernel).
-        kernel_init = nnx.initializers.variance_scaling(
+        # Default: LeCun normal with fan-in over every input axis (equal to lecun_normal for a 2-D kernel). `kind`
+        # is the weights' variable type (a trainer filter can select it, e.g. a projection trained beside LoRA).
+        kernel_init = kernel_init or nnx.initializers.variance_scaling(
             1.0, "fan_in", "truncated_normal", in_axis=tuple(range(len(in_shape))),
             out_axis=tuple(range(len(in_shape), len(in_shape) + len(out_shape))))
-        self.kernel = annotated_param(rngs, kernel_init, (*in_shape, *out_shape), names, param_dtype)
-        self.bias = annotated_param(rngs, nnx.initializers.zeros_init(), out_shape, names[len(in_shape):], param_dtype) \
-            if use_bias else None
+        self.kernel = annotated_param(rngs, kernel_init, (*in_shape, *out_shape), names, param_dtype, kind=kind)
+        self.bias = annotated_param(rngs, nnx.initializers.zeros_init(), out_shape, names[len(in_shape):], param_dtype,
+                                    kind=kind) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         n_in = len(self.in_shape)

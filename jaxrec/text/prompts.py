@@ -8,6 +8,10 @@ from the oldest side, whole item lines at a time, so the prompt fits `max_prompt
 target title and EOS only. The answer opener's last token is the same for every prompt: decoding prefills the
 prompt without it and feeds it as the beam search's start token (`Qwen.beam_decoder`).
 
+Collaborative-filtering slots (`cf_slots`): each history line starts with one extra slot token (the pad id, mask 1)
+whose position carries its item's id (`items` rows / `build_prompts`' third output), where a model adds a projected
+CF embedding of that item; the slot counts against the token budget.
+
 Titles shared by several items (28 in Beauty) are one title sequence in the trie: `TitleTable` maps each unique
 title sequence to the items that carry it (`items_of`), and a recommended title stands for its first item.
 """
@@ -45,8 +49,9 @@ class PromptTemplate:
 class Prompts:
     """Token ids of every prompt piece for one catalogue and tokenizer; builds training rows and decoding prompts."""
 
-    def __init__(self, tokenizer, catalog: Catalog, template: PromptTemplate = PromptTemplate()):
-        self.template, self.tokenizer = template, tokenizer
+    def __init__(self, tokenizer, catalog: Catalog, template: PromptTemplate = PromptTemplate(),
+                 cf_slots: bool = False):
+        self.template, self.tokenizer, self.cf_slots = template, tokenizer, cf_slots
         texts, self.text_report = item_texts(catalog, template.item_text, ". ", template.empty_text)
 
         def encode(text: str) -> list[int]:
@@ -56,7 +61,8 @@ class Prompts:
         if not self.answer:
             raise ValueError("the prompt template's answer opener must not be empty: its last token starts decoding")
         self.eos, self.pad = int(tokenizer.eos_token_id), int(tokenizer.pad_token_id)
-        self.lines = [encode(template.item.format(text=text)) for text in texts]  # index = item_id - 1
+        slot = [self.pad] if cf_slots else []
+        self.lines = [slot + encode(template.item.format(text=text)) for text in texts]  # index = item_id - 1
         targets = [encode(template.target.format(text=text)) for text in texts]
         self.titles_cut = sum(len(t) > template.max_title_tokens for t in targets)
         self.targets = [t[:template.max_title_tokens] + [self.eos] for t in targets]
@@ -77,31 +83,44 @@ class Prompts:
 
     def prompt(self, history: Sequence[int]) -> list[int]:
         """Ids of the prompt for `history` (item ids, oldest first; 0 = padding, skipped)."""
-        kept: list[list[int]] = []
+        return self.prompt_and_items(history)[0]
+
+    def prompt_and_items(self, history: Sequence[int]) -> tuple[list[int], list[int]]:
+        """(prompt ids, the item id at each position: a line's item at its CF slot, 0 elsewhere and without
+        `cf_slots`). The most recent lines that fit the budget are kept."""
+        kept: list[int] = []  # newest first
         used = 0
         for item in reversed([int(i) for i in history if i > 0]):
-            line = self.lines[item - 1]
-            if used + len(line) > self.budget:
+            if used + len(self.lines[item - 1]) > self.budget:
                 break
-            kept.append(line)
-            used += len(line)
-        return [*self.header, *(token for line in reversed(kept) for token in line), *self.answer]
+            kept.append(item)
+            used += len(self.lines[item - 1])
+        tokens, items = [*self.header], [0] * len(self.header)
+        for item in reversed(kept):
+            line = self.lines[item - 1]
+            tokens += line
+            items += [item if self.cf_slots else 0] + [0] * (len(line) - 1)
+        return tokens + self.answer, items + [0] * len(self.answer)
 
     def training_rows(self, histories: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """Rows `prompt + target title + EOS`, left-padded to `row_length` (so the trainer's length buckets trim
         them, and every target ends at the last column): {"mask" [N, L] int8 (1 = real token), "tokens" [N, L]
         int32, "target_mask" [N, L] int8 marking the target tokens, which the loss predicts from the position
-        before each}."""
+        before each; with `cf_slots` also "items" [N, L] int32, each CF slot's item id (0 elsewhere)}."""
         length = self.row_length
         tokens = np.full((len(targets), length), self.pad, np.int32)
         mask = np.zeros((len(targets), length), np.int8)
         target_mask = np.zeros((len(targets), length), np.int8)
+        items = np.zeros((len(targets), length), np.int32)
         for row, (history, target) in enumerate(zip(histories, targets)):
-            prompt, title = self.prompt(history), self.targets[int(target) - 1]
-            tokens[row, length - len(prompt) - len(title):] = prompt + title
-            mask[row, length - len(prompt) - len(title):] = 1
+            (prompt, prompt_items), title = self.prompt_and_items(history), self.targets[int(target) - 1]
+            start = length - len(prompt) - len(title)
+            tokens[row, start:] = prompt + title
+            mask[row, start:] = 1
+            items[row, start:length - len(title)] = prompt_items
             target_mask[row, length - len(title):] = 1
-        return {"mask": mask, "tokens": tokens, "target_mask": target_mask}
+        rows = {"mask": mask, "tokens": tokens, "target_mask": target_mask}
+        return {**rows, "items": items} if self.cf_slots else rows
 
     def tables(self) -> PromptTables:
         """The pieces as arrays, for building decoding prompts inside jit (`build_prompts`)."""
@@ -110,7 +129,8 @@ class Prompts:
         lengths = np.zeros(len(self.lines) + 1, np.int32)
         for item, line in enumerate(self.lines, start=1):
             lines[item, :len(line)], lengths[item] = line, len(line)
-        return PromptTables(tuple(self.header), lines, lengths, tuple(self.answer[:-1]), self.budget, self.pad)
+        return PromptTables(tuple(self.header), lines, lengths, tuple(self.answer[:-1]), self.budget, self.pad,
+                            self.cf_slots)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +144,7 @@ class PromptTables:
     answer_head: tuple[int, ...]  # the answer opener without its last token (the start token)
     budget: int  # tokens available to history lines
     pad: int
+    cf_slots: bool = False  # each line's first token is its item's CF slot
 
     @property
     def width(self) -> int:
@@ -132,13 +153,14 @@ class PromptTables:
 
 
 jax.tree_util.register_dataclass(PromptTables, data_fields=["lines", "line_lengths"],
-                                 meta_fields=["header", "answer_head", "budget", "pad"])
+                                 meta_fields=["header", "answer_head", "budget", "pad", "cf_slots"])
 
 
-def build_prompts(tables: PromptTables, histories: jax.Array) -> tuple[jax.Array, jax.Array]:
+def build_prompts(tables: PromptTables, histories: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Decoding prompts inside jit: item-id histories [B, H] (0 = padding) -> left-padded prompt ids
-    [B, tables.width] without the start token, and their mask. The most recent lines that fit the budget are kept
-    (a suffix of the history, as `Prompts.prompt` keeps); a stable sort moves every unused slot to the left."""
+    [B, tables.width] without the start token, their mask, and the item id at each CF slot (0 elsewhere; all 0
+    without `cf_slots`). The most recent lines that fit the budget are kept (a suffix of the history, as
+    `Prompts.prompt` keeps); a stable sort moves every unused position to the left."""
     batch = histories.shape[0]
     lengths = jnp.asarray(tables.line_lengths)[histories]  # [B, H]
     from_newest = jnp.cumsum(lengths[:, ::-1], axis=1)[:, ::-1]  # tokens of this line and every newer one
@@ -146,16 +168,24 @@ def build_prompts(tables: PromptTables, histories: jax.Array) -> tuple[jax.Array
     lines = jnp.asarray(tables.lines)[histories]  # [B, H, W]
     valid = (jnp.arange(lines.shape[-1]) < lengths[..., None]) & kept[..., None]
 
+    slot = (jnp.arange(lines.shape[-1]) == 0) & tables.cf_slots
+    line_items = jnp.where(slot, histories[..., None], 0).astype(jnp.int32)  # [B, H, W]
+
     def fixed(tokens: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-        return jnp.broadcast_to(jnp.asarray(tokens), (batch, len(tokens))), jnp.ones((batch, len(tokens)), bool)
+        ids = jnp.asarray(tokens, jnp.int32)  # int32 even when empty
+        return jnp.broadcast_to(ids, (batch, len(tokens))), jnp.ones((batch, len(tokens)), bool)
 
     (header, header_valid), (answer, answer_valid) = fixed(tables.header), fixed(tables.answer_head)
     tokens = jnp.concatenate([header, lines.reshape(batch, -1), answer], axis=1)
+    items = jnp.concatenate([jnp.zeros_like(header), line_items.reshape(batch, -1), jnp.zeros_like(answer)], axis=1)
     is_real = jnp.concatenate([header_valid, valid.reshape(batch, -1), answer_valid], axis=1)
-    order = jnp.argsort(is_real, axis=1, stable=True)  # unused slots first, real tokens in their order after
-    tokens = jnp.take_along_axis(tokens, order, axis=1)[:, -tables.width:]
-    mask = jnp.take_along_axis(is_real, order, axis=1)[:, -tables.width:]
-    return jnp.where(mask, tokens, tables.pad), mask.astype(jnp.int32)
+    order = jnp.argsort(is_real, axis=1, stable=True)  # unused positions first, real tokens in their order after
+
+    def reordered(x: jax.Array) -> jax.Array:
+        return jnp.take_along_axis(x, order, axis=1)[:, -tables.width:]
+
+    tokens, items, mask = reordered(tokens), reordered(items), reordered(is_real)
+    return jnp.where(mask, tokens, tables.pad), mask.astype(jnp.int32), jnp.where(mask, items, 0).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -72,6 +72,9 @@ class ModelFamily:
     # evaluator adds `<item_group_name>_recall@K` / `_ndcg@K`, where any item of a recommended group is a hit.
     item_groups: np.ndarray | None = None
     item_group_name: str = "group"
+    # The model's item embeddings [num_items + 1, D] (row 0: padding), for later models of a run to read (LLM-as-RS
+    # collaborative-filtering injection); computed once from the best parameters, outside the training loop.
+    item_embeddings: Callable[[nnx.Module], jax.Array] | None = None
 
 
 @flax.struct.dataclass
@@ -390,6 +393,14 @@ class _Recommender:
     def __init__(self, trainer: Trainer, params: nnx.State):
         self.name, self.trainer, self.params = trainer.family.name, trainer, params
         self.item_groups, self.item_group_name = trainer.family.item_groups, trainer.family.item_group_name
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """The family's item embeddings from these parameters as a host array, or None when it has none."""
+        function = self.trainer.family.item_embeddings
+        if function is None:
+            return None
+        model = nnx.merge(self.trainer._graphdef, self.params, self.trainer.frozen)
+        return np.asarray(jax.device_get(function(model)))
 
     def recommend(self, histories: np.ndarray, k: int) -> np.ndarray:
         histories = np.asarray(histories, dtype=np.int32)
