@@ -74,11 +74,11 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
         from jaxrec.sid.table import SIDTable
 
         artifacts["sid_table"] = SIDTable.load(workdir / "sid" / TABLE_FILE)
-    source = config.models[name].model.get("cf_source", "") if config.models[name].family == "llm" else ""
-    if source:  # CF injection: the source model's item embeddings, from its own best checkpoint
-        embeddings = registry.load(config.models[source].family, config.models[source], split, workdir / source,
-                                   artifacts).item_embeddings()
-        artifacts["item_embeddings"] = {source: embeddings}
+    cf_source = config.models[name].model.get("cf_source", "") if config.models[name].family == "llm" else ""
+    if cf_source:  # CF injection: the source model's item embeddings, from its own best checkpoint
+        embeddings = registry.load(config.models[cf_source].family, config.models[cf_source], split,
+                                   workdir / cf_source, artifacts).item_embeddings()
+        artifacts["item_embeddings"] = {cf_source: embeddings}
     recommender = registry.load(config.models[name].family, config.models[name], split, workdir / name, artifacts)
     catalog = dataset.catalog
     histories = parse_histories(lines, catalog.raw_ids, use_raw_ids=use_raw_ids, source=source)
