@@ -430,3 +430,14 @@ def test_bf16_compute_keeps_fp32_master_weights_and_tracks_fp32():
     assert fp32[-1] < fp32[0] - 0.2  # it learns
     np.testing.assert_allclose(bf16, fp32, rtol=2e-2)
     assert not np.array_equal(bf16, fp32)  # bf16 really was used
+
+
+def test_throughput_counts_the_tokens_of_one_column():
+    """tokens/s counts the real positions once (the first padded column), however many columns describe them."""
+    from jaxrec.train.trainer import _ThroughputWindow
+
+    window = _ThroughputWindow("mask")
+    window.add({"mask": np.array([[0, 1, 1], [1, 1, 1]]), "tokens": np.array([[0, 5, 6], [7, 8, 9]]),
+                "target_mask": np.array([[0, 0, 1], [0, 1, 1]])})
+    assert (window.examples, window.tokens) == (2, 5)
+    assert _ThroughputWindow(None).tokens == 0

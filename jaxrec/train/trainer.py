@@ -288,7 +288,7 @@ class Trainer:
         budget = float(config.get("max_train_seconds", 0) or 0)
         progress = tqdm(total=total_steps, initial=step, desc=f"train {self.family.name}", unit="step",
                         disable=not config.get("progress", True) or jax.process_index() != 0, dynamic_ncols=True)
-        window = _ThroughputWindow()
+        window = _ThroughputWindow(self.family.padded_columns[0] if self.family.padded_columns else None)
         validation_users = _validation_sample(split, int(config.get("eval_max_users", 0) or 0), config.seed)
         try:
             while step < total_steps and not (stopped_early or out_of_time):
@@ -429,20 +429,24 @@ class _Recommender:
 
 
 class _ThroughputWindow:
-    """Examples/s and tokens/s (non-padding ids) since the last report."""
+    """Examples/s and tokens/s since the last report: the tokens are the non-zero entries of one column (a family's
+    first padded column: the history items of SASRec / TIGER rows, the attention mask of LLM rows), never a sum
+    over several columns that describe the same positions."""
 
-    def __init__(self):
+    def __init__(self, token_column: str | None):
+        self.token_column = token_column
         self.start, self.examples, self.tokens = time.perf_counter(), 0, 0
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         first = next(iter(batch.values()))
         self.examples += len(first)
-        self.tokens += sum(int(np.count_nonzero(v)) for v in batch.values() if np.ndim(v) == 2)
+        if self.token_column is not None:
+            self.tokens += int(np.count_nonzero(batch[self.token_column]))
 
     def rates(self) -> dict[str, float]:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         rates = {"train/examples_per_s": self.examples / elapsed, "train/tokens_per_s": self.tokens / elapsed}
-        self.__init__()
+        self.start, self.examples, self.tokens = time.perf_counter(), 0, 0
         return rates
 
 
