@@ -102,13 +102,35 @@ def sharding_report() -> dict:
     return report
 
 
-def equivalence_report(out: Path, steps: int = 12) -> dict:
-    """Train `steps` steps from the same seed on several meshes; loss trajectories and final parameters."""
+def _train(trainer, state, columns: dict, steps: int) -> tuple:
+    """`steps` train steps on the trainer's mesh over the batches fit would draw (one process); (state, losses)."""
+    from jaxrec.data.pipeline import example_batches
+    from jaxrec.train.mesh import shard_batch
+
+    config, family = trainer.config, trainer.family
+    iterator = iter(example_batches(columns, batch_size=config.batch_size, seed=config.seed, num_epochs=None,
+                                    padded=family.padded_columns, shard_index=0, shard_count=1))
+    losses = []
+    for _ in range(steps):
+        state, metrics = trainer.train_step(state, shard_batch(next(iterator), trainer.mesh))
+        losses.append(float(metrics["loss"]))
+    return state, losses
+
+
+def _param_arrays(params, prefix: str) -> dict[str, np.ndarray]:
+    """Every parameter as a host array, keyed `<prefix>/<dotted path>` (for np.savez)."""
     import jax
     from flax import nnx
 
-    from jaxrec.data.pipeline import example_batches
-    from jaxrec.train.mesh import make_mesh, shard_batch
+    return {f"{prefix}/{'.'.join(map(str, path))}": np.asarray(jax.device_get(variable.get_value()))
+            for path, variable in nnx.to_flat_state(params)}
+
+
+def equivalence_report(out: Path, steps: int = 12) -> dict:
+    """Train `steps` steps from the same seed on several meshes; loss trajectories and final parameters."""
+    import jax
+
+    from jaxrec.train.mesh import make_mesh
     from jaxrec.train.trainer import Trainer
 
     split = tiny_split()
@@ -121,15 +143,9 @@ def equivalence_report(out: Path, steps: int = 12) -> dict:
     for name, mesh in meshes.items():
         trainer = Trainer(family, config, "/nonexistent-unused", mesh=mesh)
         state = trainer.init_state(steps)
-        iterator = iter(example_batches(columns, batch_size=config.batch_size, seed=config.seed, num_epochs=None,
-                                        padded=family.padded_columns, shard_index=0, shard_count=1))
-        losses = []
-        for _ in range(steps):
-            state, metrics = trainer.train_step(state, shard_batch(next(iterator), mesh))
-            losses.append(float(metrics["loss"]))
+        state, losses = _train(trainer, state, columns, steps)
         report[name] = {"losses": losses, "devices": len(mesh.devices.flat), "step": int(state.step)}
-        for path, variable in nnx.to_flat_state(state.params):
-            arrays[f"{name}/{'.'.join(map(str, path))}"] = np.asarray(jax.device_get(variable.get_value()))
+        arrays.update(_param_arrays(state.params, name))
     np.savez(out.with_suffix(".npz"), **arrays)
     return report
 
@@ -144,9 +160,8 @@ def llm_report(out: Path, steps: int = 6) -> dict:
     import jax
     from flax import nnx
 
-    from jaxrec.data.pipeline import example_batches
     from jaxrec.models import llm_rs
-    from jaxrec.train.mesh import DEFAULT_RULES, logical_to_spec, make_mesh, shard_batch
+    from jaxrec.train.mesh import DEFAULT_RULES, logical_to_spec, make_mesh
     from jaxrec.train.trainer import Trainer
 
     split = tiny_split(num_users=120, num_items=12)
@@ -173,17 +188,10 @@ def llm_report(out: Path, steps: int = 6) -> dict:
                     specs[".".join(map(str, path))] = {
                         "kind": kind, "actual": _spec_tuple(value.sharding.spec, value.ndim),
                         "expected": _spec_tuple(logical_to_spec(names, DEFAULT_RULES), value.ndim) if names else None}
-            iterator = iter(example_batches(columns, batch_size=config.batch_size, seed=config.seed, num_epochs=None,
-                                            padded=family.padded_columns, shard_index=0, shard_count=1))
-            losses = []
-            for _ in range(steps):
-                state, metrics = trainer.train_step(state, shard_batch(next(iterator), mesh))
-                losses.append(float(metrics["loss"]))
+            state, losses = _train(trainer, state, columns, steps)
             ranked = trainer.recommender(state.params).recommend(histories, 8)
             report[f"{mode}/{name}"] = {"losses": losses, "specs": specs, "ranked": ranked.tolist()}
-            for path, variable in nnx.to_flat_state(state.params):
-                arrays[f"{mode}/{name}/{'.'.join(map(str, path))}"] = np.asarray(
-                    jax.device_get(variable.get_value()))
+            arrays.update(_param_arrays(state.params, f"{mode}/{name}"))
     np.savez(out.with_suffix(".npz"), **arrays)
     return report
 
