@@ -25,7 +25,8 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import BeamKeys, MultiHeadAttention, causal_mask, segment_mask, segment_positions
+from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, causal_mask, empty_beam_cache, heads_first,
+                                 segment_mask, segment_positions, write_beam_cache)
 from jaxrec.nn.layers import Dense, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
 from jaxrec.nn.pooling import sentence_embeddings
@@ -134,12 +135,10 @@ class DecoderLayer(nnx.Module):
     def decode_step(self, x: jax.Array, position: jax.Array, step: jax.Array, cache: tuple[jax.Array, jax.Array],
                     own_mask: jax.Array, prefix: BeamKeys) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         """One decoded position of K beams per row: x [B, K, hidden] at sequence `position`, its keys/values written
-        into the beam's cache (k, v) [B, K, T, KVH, D] at index `step`; attends to the prompt (`prefix`) and the
-        beam's own decoded positions."""
+        into the beam's cache (`empty_beam_cache` layout) at index `step`; attends to the prompt (`prefix`) and
+        the beam's own decoded positions."""
         normed = self.attention_norm(x)
-        k, v = self.attention.project_kv(normed, jnp.full((x.shape[1],), position))
-        cache = tuple(jax.lax.dynamic_update_index_in_dim(c, new.astype(c.dtype), step, axis=2)
-                      for c, new in zip(cache, (k, v)))
+        cache = write_beam_cache(cache, *self.attention.project_kv(normed, jnp.full((x.shape[1],), position)), step)
         x = x + self.attention.attend_beams(normed, shared=prefix, own=(*cache, own_mask, None), position=position)
         return x + self.mlp(self.mlp_norm(x)), cache
 
@@ -206,10 +205,11 @@ class Qwen(nnx.Module):
         step_fn(state, tokens [B, K], step) -> (log-probs [B, K, vocab] of the token after `tokens`, new state).
         `input_embeddings` [B, P, hidden] are added to the prompt's token embeddings (`hidden_states`)."""
         _, prefix = self.hidden_states(prompt_ids, prompt_mask, return_kv=True, input_embeddings=input_embeddings)
+        prefix = [heads_first(kv) for kv in prefix]
         batch, prefix_length = prompt_ids.shape
         attention = self.layers[0].attention
-        shape = (batch, max_new_tokens, attention.num_kv_heads, attention.head_dim)
-        cache = tuple((jnp.zeros(shape, attention.dtype), jnp.zeros(shape, attention.dtype)) for _ in self.layers)
+        cache = tuple(empty_beam_cache(batch, attention.num_kv_heads, max_new_tokens, attention.head_dim,
+                                       attention.dtype) for _ in self.layers)
 
         def step_fn(state, tokens: jax.Array, step: jax.Array) -> tuple[jax.Array, Any]:
             x = self.tokens(tokens)

@@ -28,8 +28,8 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, RelativePositionBias, causal_mask, padding_mask,
-                                 segment_mask)
+from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, RelativePositionBias, causal_mask,
+                                 empty_beam_cache, heads_first, padding_mask, segment_mask, write_beam_cache)
 from jaxrec.nn.layers import Dropout, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
 from jaxrec.nn.pooling import sentence_embeddings
@@ -114,11 +114,9 @@ class T5Block(nnx.Module):
                     own_bias: jax.Array, *, prefix: BeamKeys | None = None, cross: BeamKeys | None = None
                     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         """One decoded position of K beams per row (inference): x [B, K, d] -> [B, K, d], and the KV cache
-        (k, v) [B, K, T, H, D] with this position's keys/values written at index `step`."""
+        (`empty_beam_cache` layout) with this position's keys/values written at index `step`."""
         normed = self.self_attention_norm(x)
-        k, v = self.self_attention.project_kv(normed)  # [B, K, H, D]
-        cache = tuple(jax.lax.dynamic_update_index_in_dim(c, new.astype(c.dtype), step, axis=2)
-                      for c, new in zip(cache, (k, v)))
+        cache = write_beam_cache(cache, *self.self_attention.project_kv(normed), step)
         x = x + self.self_attention.attend_beams(normed, shared=prefix, own=(*cache, own_mask, own_bias))
         if self.cross_attention is not None:
             x = x + self.cross_attention.attend_beams(self.cross_attention_norm(x), shared=cross)
@@ -182,14 +180,15 @@ class T5Stack(nnx.Module):
         return (x, kvs) if return_kv else x
 
     def init_cache(self, batch: int, length: int) -> tuple[tuple[jax.Array, jax.Array], ...]:
-        """Zero self-attention KV cache for `length` decoded positions: per layer (k, v) [batch, length, H, D]."""
+        """Zero self-attention KV cache for `length` decoded positions, per layer (`empty_beam_cache`)."""
         attention = self.blocks[0].self_attention
-        shape = (batch, length, attention.num_heads, attention.head_dim)
-        return tuple((jnp.zeros(shape, attention.dtype), jnp.zeros(shape, attention.dtype)) for _ in self.blocks)
+        return tuple(empty_beam_cache(batch, attention.num_heads, length, attention.head_dim, attention.dtype)
+                     for _ in self.blocks)
 
     def cross_kv(self, encoded: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
-        """Every layer's cross-attention (keys, values) [B, S, H, D] of the encoder states: once per row."""
-        return [block.cross_attention.project_kv(encoded) for block in self.blocks]
+        """Every layer's cross-attention (keys, values) [B, H, S, D] (`heads_first`) of the encoder states: once
+        per row."""
+        return [heads_first(block.cross_attention.project_kv(encoded)) for block in self.blocks]
 
     def decode_step(self, x: jax.Array, step: jax.Array, cache: tuple[tuple[jax.Array, jax.Array], ...], *,
                     prefix: list[tuple[jax.Array, jax.Array]] | None = None, prefix_mask: jax.Array | None = None,
@@ -197,18 +196,19 @@ class T5Stack(nnx.Module):
                     ) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
         """One causal decoding position for K beams per row (inference, no dropout).
 
-        x [B, K, d]: the embedded tokens at decoded position `step` (a traced scalar); `cache` per layer (k, v)
-        [B, K, T, H, D], positions < `step` filled. Decoded positions follow `prefix` (per layer (k, v) [B, P, H, D]
-        from a prefill with `return_kv`, `prefix_mask` [B, P]; a decoder-only model's history) and attend over
-        `cross` (per layer from `cross_kv`, `cross_mask` [B, S]) with cross-attention. Returns the final-normed
-        states [B, K, d] and the cache with this position written: the states equal the full forward's.
+        x [B, K, d]: the embedded tokens at decoded position `step` (a traced scalar); `cache` per layer
+        (`empty_beam_cache` layout, beam axis added), positions < `step` filled. Decoded positions follow `prefix`
+        (per layer (k, v) [B, H, P, D]: `heads_first` of a prefill with `return_kv`, `prefix_mask` [B, P]; a
+        decoder-only model's history) and attend over `cross` (per layer from `cross_kv`, `cross_mask` [B, S]) with
+        cross-attention. Returns the final-normed states [B, K, d] and the cache with this position written: the
+        states equal the full forward's.
         """
-        length = cache[0][0].shape[2]
+        length = cache[0][1].shape[3]
         own_mask = (jnp.arange(length) <= step)[None, None, :]
         own_bias = self.relative_bias(1, length, query_offset=step)  # decoded keys at prefix_length + t
         prefix_bias = None
         if prefix is not None:
-            prefix_length = prefix[0][0].shape[1]
+            prefix_length = prefix[0][0].shape[2]
             prefix_bias = self.relative_bias(1, prefix_length, query_offset=prefix_length + step)
         new_cache = []
         for index, block in enumerate(self.blocks):

@@ -54,6 +54,7 @@ from jaxrec.decoding.beam_search import beam_search
 from jaxrec.decoding.trie import Trie
 from jaxrec.models.sid_tokens import SIDTokens
 from jaxrec.models.t5 import T5Config, T5Stack
+from jaxrec.nn.attention import heads_first
 from jaxrec.nn.layers import Dense, Embed, constant_values, constants
 from jaxrec.sid.table import SIDTable
 from jaxrec.train.trainer import ModelFamily
@@ -226,7 +227,7 @@ class TIGER(nnx.Module):
             start = SIDTokens.PAD
         else:
             _, prefix = self.decoder(self.embed(history), history_mask, return_kv=True)
-            context = dict(prefix=prefix, prefix_mask=history_mask)
+            context = dict(prefix=[heads_first(kv) for kv in prefix], prefix_mask=history_mask)
             start = SIDTokens.SEP
 
         def step_fn(state, tokens: jax.Array, step: jax.Array) -> tuple[jax.Array, Any]:

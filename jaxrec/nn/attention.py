@@ -219,48 +219,73 @@ class MultiHeadAttention(nnx.Module):
 BeamKeys = tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]
 
 
+def empty_beam_cache(batch: int, kv_heads: int, length: int, head_dim: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """Zero per-beam KV cache for `length` decoded positions, [batch]-leading (beam_search adds the beam axis):
+    keys [batch, KVH, D, T] (transposed: the score matmul reads them in place), values [batch, KVH, T, D]."""
+    return (jnp.zeros((batch, kv_heads, head_dim, length), dtype),
+            jnp.zeros((batch, kv_heads, length, head_dim), dtype))
+
+
+def write_beam_cache(cache: tuple[jax.Array, jax.Array], k: jax.Array, v: jax.Array, step: jax.Array
+                     ) -> tuple[jax.Array, jax.Array]:
+    """The cache (see `empty_beam_cache`, with the beam axis) with keys and values [B, K, KVH, D] of decoded
+    position `step` written."""
+    keys, values = cache
+    return (jax.lax.dynamic_update_index_in_dim(keys, k.astype(keys.dtype), step, axis=4),
+            jax.lax.dynamic_update_index_in_dim(values, v.astype(values.dtype), step, axis=3))
+
+
+def heads_first(kv: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(keys, values) [B, S, KVH, D] as `project_kv` returns them -> [B, KVH, S, D], the layout `beam_attention`
+    takes for shared keys. Done once per row before decoding, not at every step."""
+    return tuple(t.transpose(0, 2, 1, 3) for t in kv)
+
+
 def beam_attention(q: jax.Array, *, shared: BeamKeys | None = None, own: BeamKeys | None = None,
                    query_scale: float, dtype=jnp.float32) -> jax.Array:
     """Attention of one query per beam, q [B, K, H, D] -> [B, K, H, D], over two kinds of keys:
 
-    * `shared` = (k, v [B, S, KVH, D], mask [B, S], bias [1|B, H, 1|K, S] or None): keys every beam of a row attends
-      to (the encoder states for cross-attention; the prefilled history of a decoder-only model), held once per
-      row, not once per beam;
-    * `own` = (k, v [B, K, T, KVH, D], mask [1|B, 1|K, T], bias [1|B, H, 1|K, T] or None): each beam's own keys
-      (its KV cache of decoded positions).
+    * `shared` = (k, v [B, KVH, S, D] (`heads_first`), mask [B, S], bias [1|B, H, 1|K, S] or None): keys every
+      beam of a row attends to (the encoder states for cross-attention; the prefilled history of a decoder-only
+      model), held once per row, not once per beam;
+    * `own` = (k [B, K, KVH, D, T], v [B, K, KVH, T, D], mask [1|B, 1|K, T], bias [1|B, H, 1|K, T] or None):
+      each beam's own keys (its KV cache of decoded positions: `empty_beam_cache`, `write_beam_cache`).
     One fp32 softmax over the union of both, exactly as attention over the concatenated keys. Keys may have fewer
-    heads than the queries (grouped-query attention: query head h reads key head h // (H / KVH)).
+    heads than the queries (grouped-query attention: query head h reads key head h // (H / KVH)). The layouts let
+    every matmul read the caches in place: a cache laid out [.., T, KVH, D] was copied to [.., KVH, D, T] at
+    every decoding step (about a sixth of the CPU profile of LLM-as-RS title decoding).
     """
     if shared is None and own is None:
         raise ValueError("beam_attention needs shared or own keys")
     batch, beams, heads, dim = q.shape
-    kv_heads = (shared if shared is not None else own)[0].shape[-2]
+    kv_heads = (shared if shared is not None else own)[1].shape[-3]
     grouped = q.reshape(batch, beams, kv_heads, heads // kv_heads, dim)  # plain multi-head: groups of one
     return _grouped_beam_attention(grouped, shared, own, query_scale, dtype).reshape(q.shape)
 
 
 def _grouped_beam_attention(q: jax.Array, shared: BeamKeys | None, own: BeamKeys | None, query_scale: float,
                             dtype) -> jax.Array:
-    """`beam_attention` with q [B, K, KVH, G, D] grouped under its key/value head; biases [.., H, .., ..] are split
-    into [.., KVH, G, .., ..] the same way. Returns [B, K, KVH, G, D]."""
+    """`beam_attention` with q [B, K, KVH, G, D] grouped under its key/value head. Scores are [B, KVH, K, G, keys]
+    (biases [.., H, 1|K, ..] are split and ordered the same way). Returns [B, K, KVH, G, D]."""
     kv_heads, groups = q.shape[2], q.shape[3]
 
-    def grouped_bias(bias: jax.Array) -> jax.Array:
-        return bias.reshape(bias.shape[0], kv_heads, groups, *bias.shape[2:]).astype(jnp.float32)
+    def grouped_bias(bias: jax.Array) -> jax.Array:  # [1|B, H, 1|K, S] -> [1|B, KVH, 1|K, G, S]
+        bias = bias.reshape(bias.shape[0], kv_heads, groups, *bias.shape[2:])
+        return bias.transpose(0, 1, 3, 2, 4).astype(jnp.float32)
 
     scores, values = [], []
     if shared is not None:
         k, v, mask, bias = shared
-        s = jnp.einsum("bkngd,bsnd->bngks", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = jnp.einsum("bkngd,bnsd->bnkgs", q, k, preferred_element_type=jnp.float32) * query_scale
         s = s if bias is None else s + grouped_bias(bias)
         scores.append(jnp.where(mask.astype(bool)[:, None, None, None, :], s, jnp.finfo(jnp.float32).min))
-        values.append(("bngks,bsnd->bkngd", v))
+        values.append(("bnkgs,bnsd->bkngd", v))
     if own is not None:
         k, v, mask, bias = own
-        s = jnp.einsum("bkngd,bktnd->bngkt", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = jnp.einsum("bkngd,bkndt->bnkgt", q, k, preferred_element_type=jnp.float32) * query_scale
         s = s if bias is None else s + grouped_bias(bias)
-        scores.append(jnp.where(mask.astype(bool)[:, None, None], s, jnp.finfo(jnp.float32).min))
-        values.append(("bngkt,bktnd->bkngd", v))
+        scores.append(jnp.where(mask.astype(bool)[:, None, :, None, :], s, jnp.finfo(jnp.float32).min))
+        values.append(("bnkgt,bkntd->bkngd", v))
     weights = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dtype)
     parts = jnp.split(weights, [scores[0].shape[-1]], axis=-1) if len(scores) == 2 else [weights]
     return sum(jnp.einsum(spec, w, v) for w, (spec, v) in zip(parts, values))
