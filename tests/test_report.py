@@ -126,3 +126,24 @@ def test_malformed_results_name_the_file_and_line(tmp_path, capsys):
     assert main(["report", "--workdir", str(tmp_path / "missing")]) == 2
     assert "no results table" in capsys.readouterr().err
     assert main(["report", "--workdir", str(tmp_path), "--fix", "zeta=1"]) == 2
+
+
+def test_cf_injected_configurations_sit_beside_their_controls_not_in_the_llm_fit(tmp_path):
+    """CF-injected LLM-as-RS rows (a `cf_projection` component) are compared with the no-CF control of the same LLM
+    settings, and left out of the LLM-as-RS fit: its law has no CF-source term."""
+    rows = []
+    for size, llm, control, injected in (("x1", 0.2 * M, 0.010, 0.016), ("x2", 0.8 * M, 0.014, 0.017)):
+        llm_overrides = {"models.llm.model.hidden_size": size}
+        rows.append(_row(f"none_{size}", "llm", "llm", 0, {"lora": 0, "llm": llm}, control,
+                         overrides={**llm_overrides, "models.llm.model.cf_source": ""}))
+        rows.append(_row(f"sasrec64_{size}", "llm", "llm", 0, {"lora": 0, "llm": llm, "cf_projection": 4096},
+                         injected, overrides={**llm_overrides, "models.sasrec.model.hidden": 64}))
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["report", "--workdir", str(tmp_path), "--bootstrap", "5"]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    section = report[report.index("## CF-injection probe"):]
+    assert "| 0.0160 | 0.0100 | +0.0060 | 1 |" in section and "| 0.0170 | 0.0140 | +0.0030 | 1 |" in section
+    assert "| 200k | 4.1k |" in section  # LLM parameters, CF projection
+    fits = json.loads((tmp_path / "report" / "fit.json").read_text())["fits"]
+    llm = next(f for f in fits if f["metric"] == "test/recall@10")
+    assert [p["mean"] for p in llm["points"]] == [0.010, 0.014]  # the controls only

@@ -4,7 +4,9 @@ Reads `<workdir>/results.jsonl` (one JSON object per (point, model) row, written
 by family and model, and within those by configuration (the point's overrides without any `*.seed` key, plus the
 data fraction); seeds are aggregated (mean, std, min/max). Each family with a scaling-law form is fitted per model:
 TIGER rows with `sid_gr` (x = recommender parameters), LLM rows with `llm_as_rs` (x = total parameters), SASRec with
-`single` (B = 0). Writes into `<workdir>/report/` (or `out`): `report.md`, `fit.json` and PNG plots.
+`single` (B = 0). CF-injected LLM-as-RS configurations (experiments/cf_injection.py) are not fitted: a section sets
+each beside the no-CF control with the same LLM settings. Writes into `<workdir>/report/` (or `out`): `report.md`,
+`fit.json` and PNG plots.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ FAMILY_FORMS = {"tiger": "sid_gr", "llm": "llm_as_rs", "sasrec": "single"}
 FORM_DEFAULTS: dict[str, dict[str, float]] = {"single": {"B": 0.0}}  # two power laws in one variable: keep one
 FAMILY_NAMES = {"tiger": "SID-GR (TIGER)", "llm": "LLM-as-RS", "sasrec": "SASRec", "popularity": "Popularity"}
 FAMILY_ORDER = ("tiger", "llm", "sasrec", "popularity")
+CF_COMPONENT = "cf_projection"  # parameter component of LLM-as-RS rows with CF injection (experiments/cf_injection)
+CF_KEYS = ("models.sasrec.", "models.llm.model.cf_source")  # overrides that choose the CF source, not the LLM
 
 
 class ResultsError(ValueError):
@@ -124,6 +128,11 @@ class Group:
         else:
             value = self.components.get("recommender", params.get("trainable"))
         return float(value) if value else None
+
+    @property
+    def cf_injected(self) -> bool:
+        """An LLM-as-RS configuration with collaborative-filtering embeddings injected (a CF projection)."""
+        return bool(self.components.get(CF_COMPONENT))
 
     def values(self, metric: str) -> np.ndarray:
         found = np.array([v for v in (row["metrics"].get(metric) for row in self.rows) if v is not None], dtype=float)
@@ -282,6 +291,9 @@ def write_report(workdir: str | Path, out: str | Path | None = None, *, metric: 
         if family not in FAMILY_FORMS:
             continue
         law = preset(FAMILY_FORMS[family])
+        # The paper's LLM-as-RS law has no CF-source term: CF-injected configurations are reported beside their
+        # no-CF controls (`_cf_markdown`), not fitted with them.
+        model_groups = [g for g in model_groups if not g.cf_injected]
         for name in metrics:
             result = fit_groups(model_groups, law, name, fixed=fixed, n_bootstrap=n_bootstrap, seed=seed,
                                 huber_delta=huber_delta)
@@ -365,6 +377,7 @@ def _markdown(workdir, rows, groups, unfinished, notes, fits, metrics, images, d
     if "comparison" in images:
         lines += ["## SID-GR vs LLM-as-RS", "", f"![comparison]({images['comparison']})", ""]
     lines += _cold_start_markdown(groups)
+    lines += _cf_markdown(groups, metrics[0])
     lines += ["## Not finished", ""]
     if unfinished:
         lines += ["| point | model | family | seed | status | workdir |", "|---|---|---|---|---|---|"]
@@ -398,6 +411,41 @@ def _cold_start_markdown(groups: Sequence[Group]) -> list[str]:
                  for name in ("test/recall@10", *COLD_START)]
         lines.append(f"| {FAMILY_NAMES.get(group.family, group.family)} | {group.label} | " + " | ".join(cells)
                      + f" | {int(users.mean()) if len(users) else '–'} |")
+    return [*lines, ""]
+
+
+def _llm_key(group: Group) -> str:
+    """A configuration's LLM-as-RS settings: its overrides without the ones that choose the CF source."""
+    return json.dumps({k: v for k, v in group.overrides.items() if not k.startswith(CF_KEYS)}, sort_keys=True,
+                      default=str) + f"|{group.data_fraction}"
+
+
+def _cf_markdown(groups: Sequence[Group], metric: str) -> list[str]:
+    """The CF-injection probe: each CF-injected LLM-as-RS configuration next to the no-CF control with the same
+    LLM settings (same overrides apart from the SASRec's and `cf_source`), and the gain in `metric`."""
+    injected = [g for g in groups if g.family == "llm" and g.cf_injected]
+    if not injected:
+        return []
+    controls = {}
+    for group in groups:
+        if group.family == "llm" and not group.cf_injected:
+            controls.setdefault((group.model, _llm_key(group)), group)
+    lines = ["## CF-injection probe", "",
+             f"LLM-as-RS with SASRec item embeddings projected into its prompts, next to the no-CF control with the "
+             f"same LLM settings; {metric}, mean over seeds. These configurations are left out of the LLM-as-RS "
+             f"fit, whose law has no CF-source term.", "",
+             f"| config | LLM params | CF projection | {metric} | control | gain | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for group in injected:
+        values = group.values(metric)
+        control = controls.get((group.model, _llm_key(group)))
+        base = control.values(metric) if control is not None else np.array([])
+        mean = f"{values.mean():.4f}" if len(values) else "–"
+        reference = f"{base.mean():.4f}" if len(base) else "–"
+        gain = f"{values.mean() - base.mean():+.4f}" if len(values) and len(base) else "–"
+        lines.append(f"| {group.label} | {_count(group.components.get('llm'))} | "
+                     f"{_count(group.components.get(CF_COMPONENT))} | {mean} | {reference} | {gain} | "
+                     f"{len(group.rows)} |")
     return [*lines, ""]
 
 
