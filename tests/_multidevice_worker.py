@@ -154,9 +154,9 @@ LLM_MESHES = {"data2_fsdp2_tensor2": {"data": 2, "fsdp": 2, "tensor": 2}}  # eve
 
 
 def llm_report(out: Path, steps: int = 6) -> dict:
-    """A tiny LLM-as-RS (from scratch, and LoRA on a random base) on one device and on FSDP + tensor-parallel
-    meshes: every parameter's spec next to its rules' spec, the loss trajectory, final parameters and the
-    recommendations of the trained model."""
+    """A tiny LLM-as-RS (from scratch, LoRA on a random base, and LoRA with CF injection) on one device and on
+    FSDP + tensor-parallel meshes: every parameter's spec next to its rules' spec, the loss trajectory, final
+    parameters and the recommendations of the trained model."""
     import jax
     from flax import nnx
 
@@ -170,9 +170,14 @@ def llm_report(out: Path, steps: int = 6) -> dict:
                  num_kv_heads=2, head_dim=8, max_history=5, beam_width=8,
                  prompt={"max_prompt_tokens": 64, "max_title_tokens": 16})
     report, arrays = {"device_count": jax.device_count()}, {}
-    for mode in ("scratch", "lora"):
-        family = llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(mode=mode, **shape), split.dataset.catalog,
-                                    out.parent / f"llm-{mode}").model_family()
+    # "cf": LoRA with collaborative-filtering injection (a random item table; the projection trains beside the
+    # adapters, its kernel laid out (None, "embed")).
+    cf_table = np.random.default_rng(0).normal(size=(split.dataset.num_items + 1, 6)).astype(np.float32)
+    for mode in ("scratch", "lora", "cf"):
+        config = llm_rs.LLMRSConfig(mode="lora" if mode == "cf" else mode, **shape,
+                                    cf_embeddings="random-table.npy" if mode == "cf" else "")
+        family = llm_rs.LLMRSFamily(config, split.dataset.catalog, out.parent / f"llm-{mode}",
+                                    cf=cf_table if mode == "cf" else None).model_family()
         config = tiny_train_config(num_steps=steps)
         columns = family.training_columns(split)
         meshes = {"single": make_mesh(devices=jax.devices()[:1]),

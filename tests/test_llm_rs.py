@@ -155,10 +155,10 @@ def test_lora_and_full_modes_on_a_hugging_face_checkpoint(split, tmp_path):
 
 
 def test_fsdp_and_tensor_parallel_training_matches_one_device(tmp_path, tmp_path_factory):
-    """On 8 fake devices (data 2 x fsdp 2 x tensor 2) a tiny LLM-as-RS, from scratch and
-    with LoRA on a random base, is laid out as its logical axes say (projections and MLP split over fsdp and
-    tensor, LoRA adapters like the kernels they adapt), and trains to the same losses, parameters and
-    recommendations as on one device."""
+    """On 8 fake devices (data 2 x fsdp 2 x tensor 2) a tiny LLM-as-RS, from scratch, with LoRA on a random base,
+    and with LoRA plus CF injection (the projection trained beside the adapters), is laid out as its logical axes
+    say (projections and MLP split over fsdp and tensor, LoRA adapters like the kernels they adapt, the CF
+    projection over fsdp), and trains to the same losses, parameters and recommendations as on one device."""
     import subprocess
     import sys
     from pathlib import Path
@@ -173,7 +173,7 @@ def test_fsdp_and_tensor_parallel_training_matches_one_device(tmp_path, tmp_path
     report = json.loads(out.read_text())["llm"]
     params = np.load(out.with_suffix(".npz"))
     assert report["device_count"] == 8
-    for mode in ("scratch", "lora"):
+    for mode in ("scratch", "lora", "cf"):
         single = report[f"{mode}/single"]
         for mesh in ("data2_fsdp2_tensor2",):
             run = report[f"{mode}/{mesh}"]
@@ -185,10 +185,13 @@ def test_fsdp_and_tensor_parallel_training_matches_one_device(tmp_path, tmp_path
             query = next(s for n, s in specs.items() if n.endswith("attention.query.kernel")
                          or n.endswith("attention.query.base.kernel"))
             assert query["actual"] == ["fsdp", "tensor", None], query
-            if mode == "lora":
+            if mode in ("lora", "cf"):
                 adapters = {n: s for n, s in specs.items() if "lora_" in n}
                 assert adapters and all(s["kind"] == "trainable" for s in adapters.values())
-                assert all(s["kind"] == "frozen" for n, s in specs.items() if "lora_" not in n)
+                projection = {n: s for n, s in specs.items() if n.startswith("cf_projection.")}
+                assert bool(projection) == (mode == "cf")
+                assert all(s["kind"] == "trainable" and s["actual"] == [None, "fsdp"] for s in projection.values())
+                assert all(s["kind"] == "frozen" for n, s in specs.items() if "lora_" not in n and n not in projection)
                 lora_a = next(s for n, s in adapters.items() if n.endswith("query.lora_a"))
                 assert lora_a["actual"] == ["fsdp", None], lora_a
             # The SASRec equivalence test's tolerances (same optimizer, same learning rate).
