@@ -233,6 +233,8 @@ def _report(args: argparse.Namespace, extra: list[str]) -> int:
                         huber_delta=args.huber_delta, fixed=parse_fixed(args.fix), dataset=args.dataset)
     print(path)
     return 0
+
+
 def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
     from jaxrec.config import ConfigError
     from jaxrec.sweep.launcher import Options, sweep_main

@@ -15,7 +15,7 @@ from jaxrec.config import config_hash
 from jaxrec.data.sources import load_configured
 from jaxrec.data.splits import configured_split
 from jaxrec.eval.evaluator import evaluate
-from jaxrec.models.registry import build
+from jaxrec.models.registry import build, cf_source
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def model_order(models: ml_collections.ConfigDict) -> list[str]:
         if name in visiting:
             raise ValueError(f"models.{name}.model.cf_source: the CF sources form a cycle through {name!r}")
         visiting.add(name)
-        source = (models[name].get("model") or {}).get("cf_source", "")
+        source = cf_source(models[name])
         if source:
             if source not in models:
                 raise ValueError(f"models.{name}.model.cf_source: {source!r} is not a model of this config "

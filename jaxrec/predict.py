@@ -74,7 +74,7 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
         from jaxrec.sid.table import SIDTable
 
         artifacts["sid_table"] = SIDTable.load(workdir / "sid" / TABLE_FILE)
-    cf_source = config.models[name].model.get("cf_source", "") if config.models[name].family == "llm" else ""
+    cf_source = registry.cf_source(config.models[name])
     if cf_source:  # CF injection: the source model's item embeddings, from its own best checkpoint
         embeddings = registry.load(config.models[cf_source].family, config.models[cf_source], split,
                                    workdir / cf_source, artifacts).item_embeddings()

@@ -85,6 +85,12 @@ COMPONENTS: dict[str, Callable[..., dict[str, int | None]]] = {
 }
 
 
+def cf_source(entry: ml_collections.ConfigDict) -> str:
+    """The model of the run whose item embeddings the `config.models` entry reads (LLM-as-RS `model.cf_source`:
+    collaborative-filtering injection), or "" when it reads none."""
+    return (entry.get("model") or {}).get("cf_source", "") or ""
+
+
 def parameter_counts(family: str, config: ml_collections.ConfigDict, trainable: nnx.State | None = None,
                      frozen: nnx.State | None = None, artifacts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """{"trainable", "frozen", "total", "components"} element counts of a model's parameters (popularity: zeros);

@@ -103,8 +103,8 @@ class RelativePositionBias(nnx.Module):
     def __init__(self, num_heads: int, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.bidirectional, self.num_buckets, self.max_distance = bidirectional, num_buckets, max_distance
-        self.embedding = annotated_param(rngs, nnx.initializers.normal(0.02), (num_buckets, num_heads), (None, "heads"),
-                                param_dtype)
+        self.embedding = annotated_param(rngs, nnx.initializers.normal(0.02), (num_buckets, num_heads),
+                                         (None, "heads"), param_dtype)
 
     def __call__(self, query_length: int, key_length: int, query_offset: int | jax.Array = 0) -> jax.Array:
         """[1, H, Q, K] fp32 bias for queries at positions offset..offset+Q-1 over keys 0..K-1."""

@@ -35,8 +35,8 @@ def constant_values(tree: Any) -> Any:
     return jax.tree.map(lambda v: v.get_value(), tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def annotated_param(rngs: nnx.Rngs, init, shape: Sequence[int], names: Names, dtype, kind: type[nnx.Param] = nnx.Param
-           ) -> nnx.Param:
+def annotated_param(rngs: nnx.Rngs, init, shape: Sequence[int], names: Names, dtype,
+                    kind: type[nnx.Param] = nnx.Param) -> nnx.Param:
     """A parameter (of variable type `kind`) annotated with logical axis names; sharded at creation when a mesh is
     active (jax.set_mesh), plain otherwise, so models also build on a laptop with no mesh."""
     mesh_active = not jax.sharding.get_abstract_mesh().empty
@@ -172,10 +172,10 @@ class Attention(nnx.Module):
         # every score of a query by the same q.b, which softmax cancels, so its gradient is mathematically zero and
         # in practice rounding noise that Adam would turn into lr-sized random steps.
         self.qkv = Dense((dim,), (3, num_heads, head_dim), ("embed", None, "heads", "kv"), use_bias=False, **kw)
-        self.query_bias = annotated_param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
-                                 param_dtype)
-        self.value_bias = annotated_param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim), ("heads", "kv"),
-                                 param_dtype)
+        self.query_bias = annotated_param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim),
+                                          ("heads", "kv"), param_dtype)
+        self.value_bias = annotated_param(rngs, nnx.initializers.zeros_init(), (num_heads, head_dim),
+                                          ("heads", "kv"), param_dtype)
         self.out = Dense((num_heads, head_dim), (dim,), ("heads", "kv", "embed"), **kw)
         self.dropout = Dropout(dropout)
         self.dtype = dtype

@@ -43,9 +43,9 @@ class LoRADense(nnx.Module):
         n_in = len(base.in_shape)
         # The adapters shard like the kernel they adapt: A over its input axes, B over its output axes.
         self.lora_a = annotated_param(rngs, nnx.initializers.normal(1.0 / math.sqrt(fan_in)), (*base.in_shape, rank),
-                             (*base.names[:n_in], None), dtype, kind=LoRAParam)
+                                      (*base.names[:n_in], None), dtype, kind=LoRAParam)
         self.lora_b = annotated_param(rngs, nnx.initializers.zeros_init(), (rank, *base.out_shape),
-                             (None, *base.names[n_in:]), dtype, kind=LoRAParam)
+                                      (None, *base.names[n_in:]), dtype, kind=LoRAParam)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         n_in = len(self.base.in_shape)

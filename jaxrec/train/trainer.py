@@ -283,6 +283,10 @@ class Trainer:
         spent = float(meta.get("train_seconds", 0.0))  # by earlier attempts
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
         started = time.perf_counter()
+
+        def loop_seconds() -> float:  # the training loop's time over every attempt so far
+            return spent + time.perf_counter() - started
+
         eval_seconds = 0.0
         stopped_early, out_of_time = meta.get("stopped") == "early", meta.get("stopped") == "out_of_time"
         budget = float(config.get("max_train_seconds", 0) or 0)
@@ -306,7 +310,7 @@ class Trainer:
                                          ex_s=f"{logged['train/examples_per_s']:.0f}",
                                          tok_s=f"{logged['train/tokens_per_s']:.0f}")
                 if budget and step % config.get("log_every_steps", 50) == 0:
-                    out_of_time = _agreed(spent + time.perf_counter() - started >= budget)
+                    out_of_time = _agreed(loop_seconds() >= budget)
                 if step % eval_every == 0 or step == total_steps or out_of_time:
                     self._check_finite(state, step, checkpointer)
                     eval_started = time.perf_counter()
@@ -325,7 +329,7 @@ class Trainer:
                                 meta["best_metric"], meta["best_step"])
                     meta["stopped"] = ("early" if meta["bad_evals"] >= stopping.patience else
                                        "out_of_time" if out_of_time else "")
-                    meta["train_seconds"] = spent + time.perf_counter() - started
+                    meta["train_seconds"] = loop_seconds()
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta,
                                       metrics={f"validation/{stopping.metric}": value})
                     if meta["bad_evals"] >= stopping.patience:
@@ -338,11 +342,11 @@ class Trainer:
                         break
                 elif config.get("checkpoint_every_steps", 0) and step % config.checkpoint_every_steps == 0:
                     self._check_finite(state, step, checkpointer)
-                    meta["train_seconds"] = spent + time.perf_counter() - started
+                    meta["train_seconds"] = loop_seconds()
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                 if self._stop_requested:
                     self._check_finite(state, step, checkpointer)
-                    meta["train_seconds"] = spent + time.perf_counter() - started
+                    meta["train_seconds"] = loop_seconds()
                     if checkpointer.latest_step() != step:  # the eval/periodic save above may have saved it already
                         checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                     checkpointer.close()
