@@ -104,7 +104,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         seconds: dict[str, float] = {"fit": fit_seconds}
         # Test runs second: its shapes are already compiled. A config may list fewer stages (eval.stages) where a
         # full evaluation is costly and the in-training validation already chose the checkpoint.
-        for stage in tuple(ev.get("stages", ("validation", "test"))):
+        stages = tuple(ev.get("stages", ("validation", "test")))
+        for stage in stages:
             stage_started = time.perf_counter()
             result[stage] = evaluate(recommender, split, stage, max_history=ev.max_history, ks=tuple(ev.ks))
             seconds[stage] = time.perf_counter() - stage_started
@@ -117,9 +118,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         result["parameters"] = parameters
         result["device"] = device
         metrics[name] = result
-        logger.info(f"{name}: validation recall@10={result.get('validation', {}).get('recall@10', float('nan')):.4f}  "
-             f"test recall@10={result['test'].get('recall@10', float('nan')):.4f} "
-             f"ndcg@10={result['test'].get('ndcg@10', float('nan')):.4f}")
+        logger.info(f"{name}: " + "  ".join(f"{stage} recall@10={result[stage].get('recall@10', float('nan')):.4f} "
+                                           f"ndcg@10={result[stage].get('ndcg@10', float('nan')):.4f}"
+                                           for stage in stages))
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     logger.info(f"wrote {workdir / 'metrics.json'}")
     return metrics

@@ -374,6 +374,9 @@ def test_eval_stages_limit_the_final_evaluation(tmp_path):
         "models": {"popularity": {"family": "popularity", "exclude_history": False}}})
     metrics = run(config, tmp_path / "test-only")["popularity"]
     assert "test" in metrics and "validation" not in metrics and metrics["test"]["num_users"] == 200
+    config.eval.stages = ("validation",)  # no test split: the run and its summary line still complete
+    validation = run(config, tmp_path / "validation-only")["popularity"]
+    assert "validation" in validation and "test" not in validation
     del config.eval.stages
     both = run(config, tmp_path / "both")["popularity"]
     assert set(both) >= {"validation", "test"} and both["test"] == metrics["test"]
