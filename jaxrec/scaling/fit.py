@@ -32,7 +32,7 @@ import numpy as np
 from scipy import optimize
 from threadpoolctl import ThreadpoolController
 
-from jaxrec.scaling.laws import LAW_PARAMETERS, LOG_PARAMETERS, ScalingLaw, predict_with_gradient
+from jaxrec.scaling.laws import LAW_PARAMETERS, LOG_PARAMETERS, ScalingLaw, predict_with_gradient, sum_text
 
 EXPONENT_BOUNDS = (1e-3, 6.0)
 LOG_BOUNDS = (-40.0, 40.0)
@@ -196,7 +196,7 @@ def plan_fit(law: ScalingLaw, data: ScalingData, fixed: Mapping[str, float] | No
                 notes.append(f"{term.coefficient} fixed at 0: {term.component} is 0 at every point")
         if not any(varies[t.component] for t in terms):
             fixed[amp] = 0.0
-            notes.append(f"{amp} fixed at 0: {label} = {_sum(terms)} is constant over the points, so its term "
+            notes.append(f"{amp} fixed at 0: {label} = {sum_text(terms)} is constant over the points, so its term "
                          f"is a constant absorbed by R0")
             continue
         constant = [t for t in terms if t.coefficient is not None and t.coefficient not in fixed
@@ -263,10 +263,6 @@ def exchangeable_pairs(law: ScalingLaw, fixed: Mapping[str, float]) -> list[tupl
         elif left != right:
             pairs.append((left, right))
     return pairs
-
-
-def _sum(terms) -> str:
-    return " + ".join(t.component if t.coefficient is None else f"{t.coefficient}*{t.component}" for t in terms)
 
 
 # ----------------------------------------------------------------------------------------------------------------

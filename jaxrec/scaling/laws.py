@@ -78,7 +78,7 @@ class ScalingLaw:
     def describe(self) -> str:
         """The form as text, e.g. `R0 - A/(recommender + gamma1*text_encoder)^a - B/recommender^b`."""
         unit = "millions" if self.unit == 1e6 else f"units of {self.unit:g}"
-        return f"R0 - A/({_sum_text(self.si)})^a - B/({_sum_text(self.cf)})^b  [counts in {unit}]"
+        return f"R0 - A/({sum_text(self.si)})^a - B/({sum_text(self.cf)})^b  [counts in {unit}]"
 
     def sizes(self, params: Mapping[str, float], components: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(N_SI, N_CF) per point, in units."""
@@ -95,7 +95,8 @@ class ScalingLaw:
         return value
 
 
-def _sum_text(terms: Sequence[Term]) -> str:
+def sum_text(terms: Sequence[Term]) -> str:
+    """A size term as text, e.g. "N_RS + gamma1*N_LLM"."""
     return " + ".join(t.component if t.coefficient is None else f"{t.coefficient}*{t.component}" for t in terms)
 
 
