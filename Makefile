@@ -41,6 +41,7 @@ benchmarks: install-peers
 	$(BIN)/python -m benchmarks.sasrec_speed
 	$(BIN)/python -m benchmarks.sid_beauty
 	$(BIN)/python -m benchmarks.sid_speed
+	$(BIN)/python -m benchmarks.cpu_matmul
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
