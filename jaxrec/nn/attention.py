@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxrec.nn import sdpa
 from jaxrec.nn.layers import Dense, Dropout, RMSNorm, annotated_param
 
 
@@ -123,6 +124,11 @@ def _by_group(x: jax.Array, num_kv_heads: int) -> jax.Array:
     return x.reshape(x.shape[0], num_kv_heads, -1, *x.shape[2:])
 
 
+def _scores_shape(layout: sdpa.Layout, q: jax.Array, k: jax.Array) -> tuple[int, ...]:
+    sizes = dict(zip(layout.q, q.shape)) | dict(zip(layout.k, k.shape))
+    return tuple(sizes[axis] for axis in layout.s)
+
+
 class MultiHeadAttention(nnx.Module):
     """Attention with separate q/k/v projections, GQA, optional qk-norm, RoPE, additive bias and cross-attention."""
 
@@ -172,23 +178,18 @@ class MultiHeadAttention(nnx.Module):
         # From `project_kv` (key-normed and, with RoPE, rotated at the same positions), or projected here.
         k, v = kv if kv is not None else self.project_kv(source, positions)  # [B, K, KVH, D]
         batch, length = q.shape[:2]
+        bias = None if bias is None else bias.astype(jnp.float32)
         if self.num_kv_heads == self.num_heads:  # plain multi-head: 4-D batched matmuls, heads leading (faster)
             q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, L, D]
-            scores = jnp.einsum("bhqd,bhsd->bhqs", q, k, preferred_element_type=jnp.float32) * self.query_scale
-            if bias is not None:
-                scores = scores + bias.astype(jnp.float32)
-            scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-            weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-            weights = self.dropout(weights, deterministic=deterministic, rngs=rngs)
-            return self.out(jnp.einsum("bhqs,bhsd->bqhd", weights, v))
-        q = q.reshape(batch, length, self.num_kv_heads, -1, self.head_dim)  # query head h uses kv head h // G
-        scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32) * self.query_scale
-        if bias is not None:
-            scores = scores + _by_group(bias.astype(jnp.float32), self.num_kv_heads)
-        scores = jnp.where(_by_group(mask, self.num_kv_heads), scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        weights = self.dropout(weights, deterministic=deterministic, rngs=rngs)
-        attended = jnp.einsum("bkgqs,bskd->bqkgd", weights, v)
+            layout = sdpa.MULTI_HEAD
+        else:
+            q = q.reshape(batch, length, self.num_kv_heads, -1, self.head_dim)  # query head h uses kv head h // G
+            layout = sdpa.GROUPED
+            mask = _by_group(mask, self.num_kv_heads)
+            bias = None if bias is None else _by_group(bias, self.num_kv_heads)
+        scores_shape = jnp.broadcast_shapes(mask.shape, _scores_shape(layout, q, k))
+        keep = self.dropout.keep_mask(scores_shape, deterministic=deterministic, rngs=rngs)
+        attended = sdpa.attention(layout, self.query_scale, q, k, v, mask, bias, keep, self.dropout.rate)
         return self.out(attended.reshape(batch, length, self.num_heads, self.head_dim))
 
     def project_kv(self, source: jax.Array, positions: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:

@@ -136,15 +136,20 @@ class Dropout(nnx.Module):
         self.rate = rate
 
     def __call__(self, x: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None = None) -> jax.Array:
+        keep = self.keep_mask(x.shape, deterministic=deterministic, rngs=rngs)
+        return x if keep is None else jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+
+    def keep_mask(self, shape: tuple[int, ...], *, deterministic: bool, rngs: nnx.Rngs | None = None
+                  ) -> jax.Array | None:
+        """The boolean mask of kept elements for an array of `shape`; None when nothing is dropped."""
         if deterministic or self.rate == 0.0:
-            return x
+            return None
         if rngs is None:
             raise ValueError("Dropout needs rngs (with a 'dropout' stream) when deterministic=False")
-        last = x.shape[-1]
-        words = jax.random.bits(rngs.dropout(), (*x.shape[:-1], (last + 1) // 2), jnp.uint32)
-        halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(*x.shape[:-1], -1)[..., :last]
-        keep = halves.astype(jnp.uint32) >= round(self.rate * 65536)
-        return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+        last = shape[-1]
+        words = jax.random.bits(rngs.dropout(), (*shape[:-1], (last + 1) // 2), jnp.uint32)
+        halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(*shape[:-1], -1)[..., :last]
+        return halves.astype(jnp.uint32) >= round(self.rate * 65536)
 
 
 class FeedForward(nnx.Module):
