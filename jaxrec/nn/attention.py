@@ -266,27 +266,38 @@ def beam_attention(q: jax.Array, *, shared: BeamKeys | None = None, own: BeamKey
 
 def _grouped_beam_attention(q: jax.Array, shared: BeamKeys | None, own: BeamKeys | None, query_scale: float,
                             dtype) -> jax.Array:
-    """`beam_attention` with q [B, K, KVH, G, D] grouped under its key/value head. Scores are [B, KVH, K, G, keys]
-    (biases [.., H, 1|K, ..] are split and ordered the same way). Returns [B, K, KVH, G, D]."""
+    """`beam_attention` with q [B, K, KVH, G, D] grouped under its key/value head. Returns [B, K, KVH, G, D].
+
+    Each kind of keys keeps the score layout its matmuls read without copies: [B, KVH, K, G, S] for the shared keys
+    (the beams are free rows of one matmul per row and head), [B, K, KVH, G, T] for the beams' own (one matmul per
+    beam and head). The softmax over their union is assembled from per-kind row maxima and sums (no concatenated
+    scores): weights exp(s - m) multiply the values, and the sum is divided by the total afterwards.
+    """
     kv_heads, groups = q.shape[2], q.shape[3]
+    masked = jnp.finfo(jnp.float32).min
 
-    def grouped_bias(bias: jax.Array) -> jax.Array:  # [1|B, H, 1|K, S] -> [1|B, KVH, 1|K, G, S]
-        bias = bias.reshape(bias.shape[0], kv_heads, groups, *bias.shape[2:])
-        return bias.transpose(0, 1, 3, 2, 4).astype(jnp.float32)
+    def grouped_bias(bias: jax.Array, beams_first: bool) -> jax.Array:  # [1|B, H, 1|K, S] -> the scores' layout
+        bias = bias.reshape(bias.shape[0], kv_heads, groups, *bias.shape[2:])  # [1|B, KVH, G, 1|K, S]
+        return bias.transpose((0, 3, 1, 2, 4) if beams_first else (0, 1, 3, 2, 4)).astype(jnp.float32)
 
-    scores, values = [], []
+    parts = []  # (scores, maximum [B, K, KVH, G], to_beams_first, value spec, values)
     if shared is not None:
         k, v, mask, bias = shared
         s = jnp.einsum("bkngd,bnsd->bnkgs", q, k, preferred_element_type=jnp.float32) * query_scale
-        s = s if bias is None else s + grouped_bias(bias)
-        scores.append(jnp.where(mask.astype(bool)[:, None, None, None, :], s, jnp.finfo(jnp.float32).min))
-        values.append(("bnkgs,bnsd->bkngd", v))
+        s = s if bias is None else s + grouped_bias(bias, beams_first=False)
+        s = jnp.where(mask.astype(bool)[:, None, None, None, :], s, masked)
+        parts.append((s, jnp.max(s, axis=-1).transpose(0, 2, 1, 3), (0, 2, 1, 3), "bnkgs,bnsd->bkngd", v))
     if own is not None:
         k, v, mask, bias = own
-        s = jnp.einsum("bkngd,bkndt->bnkgt", q, k, preferred_element_type=jnp.float32) * query_scale
-        s = s if bias is None else s + grouped_bias(bias)
-        scores.append(jnp.where(mask.astype(bool)[:, None, :, None, :], s, jnp.finfo(jnp.float32).min))
-        values.append(("bnkgt,bkntd->bkngd", v))
-    weights = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dtype)
-    parts = jnp.split(weights, [scores[0].shape[-1]], axis=-1) if len(scores) == 2 else [weights]
-    return sum(jnp.einsum(spec, w, v) for w, (spec, v) in zip(parts, values))
+        s = jnp.einsum("bkngd,bkndt->bkngt", q, k, preferred_element_type=jnp.float32) * query_scale
+        s = s if bias is None else s + grouped_bias(bias, beams_first=True)
+        s = jnp.where(mask.astype(bool)[:, :, None, None, :], s, masked)
+        parts.append((s, jnp.max(s, axis=-1), (0, 1, 2, 3), "bkngt,bkntd->bkngd", v))
+    maximum = parts[0][1] if len(parts) == 1 else jnp.maximum(parts[0][1], parts[1][1])  # [B, K, KVH, G]
+    total, attended = 0.0, 0.0
+    for s, _, to_beams_first, spec, v in parts:
+        from_beams_first = tuple(to_beams_first.index(i) for i in range(4))  # the inverse permutation
+        weights = jnp.exp(s - maximum.transpose(from_beams_first)[..., None])
+        total = total + jnp.sum(weights, axis=-1).transpose(to_beams_first)
+        attended = attended + jnp.einsum(spec, weights.astype(dtype), v, preferred_element_type=jnp.float32)
+    return (attended / total[..., None]).astype(dtype)
