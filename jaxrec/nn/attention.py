@@ -268,10 +268,12 @@ def _grouped_beam_attention(q: jax.Array, shared: BeamKeys | None, own: BeamKeys
                             dtype) -> jax.Array:
     """`beam_attention` with q [B, K, KVH, G, D] grouped under its key/value head. Returns [B, K, KVH, G, D].
 
-    Each kind of keys keeps the score layout its matmuls read without copies: [B, KVH, K, G, S] for the shared keys
-    (the beams are free rows of one matmul per row and head), [B, K, KVH, G, T] for the beams' own (one matmul per
-    beam and head). The softmax over their union is assembled from per-kind row maxima and sums (no concatenated
-    scores): weights exp(s - m) multiply the values, and the sum is divided by the total afterwards.
+    Each kind of keys has the score layout its matmuls read without copying the keys: [B, KVH, K, G, S] for the
+    shared keys, with the queries moved to [B, KVH, K, G, D] first (so the K x G query rows of a row and head are one
+    contiguous matrix: 2.5x faster on CPU than leaving the beam axis between batch axes), and [B, K, KVH, G, T] for
+    the beams' own keys (one small matmul per beam and head). The softmax over their union is assembled from
+    per-kind row maxima and sums (no concatenated scores): weights exp(s - m) multiply the values, and the sum is
+    divided by the total afterwards.
     """
     kv_heads, groups = q.shape[2], q.shape[3]
     masked = jnp.finfo(jnp.float32).min
@@ -280,13 +282,16 @@ def _grouped_beam_attention(q: jax.Array, shared: BeamKeys | None, own: BeamKeys
         bias = bias.reshape(bias.shape[0], kv_heads, groups, *bias.shape[2:])  # [1|B, KVH, G, 1|K, S]
         return bias.transpose((0, 3, 1, 2, 4) if beams_first else (0, 1, 3, 2, 4)).astype(jnp.float32)
 
-    parts = []  # (scores, maximum [B, K, KVH, G], to_beams_first, value spec, values)
+    # Per kind: scores, row maximum [B, K, KVH, G], the permutation of the kind's leading axes to [B, K, KVH, G],
+    # the weights x values einsum (output in the kind's layout) and the values.
+    parts = []
     if shared is not None:
         k, v, mask, bias = shared
-        s = jnp.einsum("bkngd,bnsd->bnkgs", q, k, preferred_element_type=jnp.float32) * query_scale
+        heads_first_q = q.transpose(0, 2, 1, 3, 4)  # [B, KVH, K, G, D]
+        s = jnp.einsum("bnkgd,bnsd->bnkgs", heads_first_q, k, preferred_element_type=jnp.float32) * query_scale
         s = s if bias is None else s + grouped_bias(bias, beams_first=False)
         s = jnp.where(mask.astype(bool)[:, None, None, None, :], s, masked)
-        parts.append((s, jnp.max(s, axis=-1).transpose(0, 2, 1, 3), (0, 2, 1, 3), "bnkgs,bnsd->bkngd", v))
+        parts.append((s, jnp.max(s, axis=-1).transpose(0, 2, 1, 3), (0, 2, 1, 3), "bnkgs,bnsd->bnkgd", v))
     if own is not None:
         k, v, mask, bias = own
         s = jnp.einsum("bkngd,bkndt->bkngt", q, k, preferred_element_type=jnp.float32) * query_scale
@@ -299,5 +304,6 @@ def _grouped_beam_attention(q: jax.Array, shared: BeamKeys | None, own: BeamKeys
         from_beams_first = tuple(to_beams_first.index(i) for i in range(4))  # the inverse permutation
         weights = jnp.exp(s - maximum.transpose(from_beams_first)[..., None])
         total = total + jnp.sum(weights, axis=-1).transpose(to_beams_first)
-        attended = attended + jnp.einsum(spec, weights.astype(dtype), v, preferred_element_type=jnp.float32)
+        part = jnp.einsum(spec, weights.astype(dtype), v, preferred_element_type=jnp.float32)
+        attended = attended + part.transpose((*to_beams_first, 4))
     return (attended / total[..., None]).astype(dtype)
