@@ -231,3 +231,36 @@ def test_trie_is_an_argument_not_a_constant():
         result = search(Trie.from_sequences(seqs, TRIE_V).device_arrays(), state)
         assert_exact(jax.tree.map(np.asarray, result), teacher_forced(step_fn, state, seqs), seqs)
     assert len(traces) == 1
+
+
+def test_phased_state_growth_is_exact():
+    """With `resize_state`, 20-token sequences decode in cache phases 8 -> 16 -> 20; the ranking is every sequence
+    by its teacher-forced score, as without phases. The toy state's history has the size the phase gives it."""
+    rng = np.random.default_rng(11)
+    table = jnp.asarray(2.0 * rng.normal(size=(2, V + 1, V)), jnp.float32)
+    bias = jnp.asarray(rng.normal(size=(HASH, V)), jnp.float32)
+    weights = jnp.asarray(rng.integers(1, HASH, size=20), jnp.int32)
+
+    def step_fn(state, tokens, step):
+        size = state["history"].shape[-1]
+        history = jnp.where(jnp.arange(size) == step, tokens[..., None], state["history"])
+        logits = table[state["user"], tokens] + bias[(history * weights[:size]).sum(-1) % HASH]
+        return jax.nn.log_softmax(logits), {"user": state["user"], "history": history}
+
+    def resize(state, size):
+        history = state["history"][..., :size]
+        pad = size - history.shape[-1]
+        return {"user": state["user"], "history": jnp.pad(history, [(0, 0)] * (history.ndim - 1) + [(0, pad)])}
+
+    state = {"user": jnp.arange(2, dtype=jnp.int32), "history": jnp.zeros((2, 20), jnp.int32)}
+    sequences = [list(rng.integers(0, TRIE_V - 1, size=n)) + [TRIE_V - 1] for n in rng.integers(1, 20, size=24)]
+    sequences = [list(map(int, seq)) for seq in {tuple(seq) for seq in sequences}]
+    trie = Trie.from_sequences(sequences, TRIE_V).device_arrays()
+    assert trie.max_depth == 20
+    results = [jax.tree.map(np.asarray, jax.jit(lambda dt, st, r=r: beam_search(
+        step_fn, st, dt, beam_width=len(sequences), start_token=START, resize_state=r))(trie, state))
+        for r in (None, resize)]
+    assert_exact(results[1], teacher_forced(step_fn, state, sequences), sequences)
+    for name in ("sequences", "sequence_index"):
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))
+    np.testing.assert_allclose(results[0].scores, results[1].scores, rtol=1e-6)

@@ -145,7 +145,7 @@ def test_greedy_generation_matches_transformers(tmp_path, family):
         reference = perturb(module(config))
     model = qwen.load(save(reference, tmp_path))
     prompts, mask = _left_padded_prompts([10, 4, 7], seed=3)
-    new_tokens = 6
+    new_tokens = 20  # beyond the first cache phase (8): the KV cache grows 8 -> 16 -> 20 while decoding
     with torch.no_grad():
         generated = reference.generate(input_ids=torch.tensor(prompts), attention_mask=torch.tensor(mask),
                                        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
@@ -156,7 +156,7 @@ def test_greedy_generation_matches_transformers(tmp_path, family):
     def greedy(prompt_ids, prompt_mask):
         step_fn, state = model.beam_decoder(prompt_ids, prompt_mask, new_tokens)
         return beam_search(step_fn, state, None, beam_width=1, start_token=START, num_steps=new_tokens,
-                           constrained=False).sequences[:, 0]
+                           constrained=False, resize_state=qwen.resize_beam_state).sequences[:, 0]
 
     ours = np.asarray(greedy(jnp.asarray(prompts[:, :-1]), jnp.asarray(mask[:, :-1])))
     np.testing.assert_array_equal(ours, expected)

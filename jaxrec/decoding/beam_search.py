@@ -58,7 +58,8 @@ class _Beams(NamedTuple):
 
 def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *, beam_width: int,
                 start_token: int, num_steps: int | None = None, end_token: int | None = None,
-                length_normalization: float = 0.0, constrained: bool = True) -> BeamResult:
+                length_normalization: float = 0.0, constrained: bool = True,
+                resize_state: Callable[[State, int], State] | None = None) -> BeamResult:
     """Beam search of `beam_width` beams per user for `num_steps` steps (default: the trie's depth).
 
     step_fn(state, tokens [B, K], step) -> (log_probs [B, K, V] normalised over the full vocabulary, new state);
@@ -71,6 +72,12 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
     compiled program), or None for plain beam search. `constrained=False` searches the full vocabulary but still
     looks every result up in the trie, so callers can measure the invalid rate of unconstrained decoding.
     Unconstrained, a beam finishes when it emits `end_token` (never when that is None).
+
+    `resize_state(state, n)`: for a state holding per-step caches (a decoder's KV cache), the state sized for
+    steps 0..n-1. Every step reorders the whole state, so a cache sized for the longest sequence costs that much
+    at every step; given `resize_state`, the steps run in phases of growing cache length (`_phase_ends`: 8, 16,
+    32, ... then `num_steps`) and each phase reorders only the cache it needs (step_fn then sees states of
+    several sizes, and must read the size from the state).
     """
     if isinstance(trie, Trie):
         trie = trie.device_arrays()
@@ -138,6 +145,9 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
 
     # Step 0 runs the model once per user (one source beam, [B, 1]); its top K continuations gather that beam's
     # state K times, so the model never computes K identical first steps.
+    ends = _phase_ends(num_steps) if resize_state is not None else (num_steps,)
+    if resize_state is not None:
+        state = resize_state(state, ends[0])
     zeros = jnp.zeros((batch, 1), jnp.int32)
     beams = _Beams(
         state=jax.tree.map(lambda x: x[:, None], state),
@@ -148,9 +158,13 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
     # Later steps run while some beam still grows: once every live beam is finished, a step would carry them all
     # unchanged, so stopping then is exact. Titles are mostly far shorter than the longest, so this saves steps.
     growing = lambda b: jnp.any(~b.finished & (b.rank > -jnp.inf))
-    beams, _ = jax.lax.while_loop(
-        lambda carry: (carry[1] < num_steps) & growing(carry[0]),
-        lambda carry: (advance(carry[0], carry[1], root=False), carry[1] + 1), (beams, jnp.int32(1)))
+    step = jnp.int32(1)
+    for index, end in enumerate(ends):
+        if index:
+            beams = beams._replace(state=resize_state(beams.state, end))
+        beams, step = jax.lax.while_loop(
+            lambda carry, end=end: (carry[1] < end) & growing(carry[0]),
+            lambda carry: (advance(carry[0], carry[1], root=False), carry[1] + 1), (beams, step))
 
     if constrained:
         sequence_index = trie.node_sequence[beams.node]
@@ -160,6 +174,15 @@ def beam_search(step_fn: StepFn, state: State, trie: Trie | DeviceTrie | None, *
         sequence_index = jnp.full((batch, k), -1, jnp.int32)
     return BeamResult(sequences=beams.sequences, scores=beams.rank, sequence_index=sequence_index,
                       valid=sequence_index >= 0)
+
+
+def _phase_ends(num_steps: int, first: int = 8) -> tuple[int, ...]:
+    """Cache lengths of the decoding phases: 8, 16, 32, ... below `num_steps`, then `num_steps`."""
+    ends = []
+    while first < num_steps:
+        ends.append(first)
+        first *= 2
+    return (*ends, num_steps)
 
 
 def _top_k(cand: jax.Array, length: jax.Array, alpha: float, k: int

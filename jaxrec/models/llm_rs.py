@@ -227,7 +227,8 @@ class LLMRSFamily:
                                             input_embeddings=self.cf_inputs(model, prompt_items))
         result = beam_search(step_fn, state, tables["trie"], beam_width=max(k, self.config.beam_width),
                              start_token=self.prompts.start_token, end_token=self.prompts.eos,
-                             length_normalization=self.config.length_normalization)
+                             length_normalization=self.config.length_normalization,
+                             resize_state=qwen.resize_beam_state)
         found = result.valid & (result.sequence_index >= 0)
         items = tables["first_item"][jnp.maximum(result.sequence_index, 0)]
         return jnp.where(found, items, INVALID_ITEM)[:, :k].astype(jnp.int32)

@@ -26,7 +26,7 @@ from flax import nnx
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
 from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, causal_mask, empty_beam_cache, heads_first,
-                                 segment_mask, segment_positions, write_beam_cache)
+                                 resize_beam_cache, segment_mask, segment_positions, write_beam_cache)
 from jaxrec.nn.layers import Dense, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
 from jaxrec.nn.pooling import sentence_embeddings
@@ -213,7 +213,8 @@ class Qwen(nnx.Module):
 
         def step_fn(state, tokens: jax.Array, step: jax.Array) -> tuple[jax.Array, Any]:
             x = self.tokens(tokens)
-            own_mask = (jnp.arange(max_new_tokens) <= step)[None, None, :]
+            cached = state[0][1].shape[-2]  # the cache's current length (beam search grows it in phases)
+            own_mask = (jnp.arange(cached) <= step)[None, None, :]
             new_state = []
             for layer, layer_prefix, layer_cache in zip(self.layers, prefix, state):
                 x, layer_cache = layer.decode_step(x, prefix_length + step, step, layer_cache, own_mask,
@@ -230,6 +231,12 @@ class Qwen(nnx.Module):
         hidden = self.hidden_states(input_ids, attention_mask, segment_ids=segment_ids)
         return sentence_embeddings(hidden, attention_mask, pooling=pooling, normalize=normalize,
                                    segment_ids=segment_ids, num_segments=num_segments)
+
+
+def resize_beam_state(state: tuple[tuple[jax.Array, jax.Array], ...], length: int
+                      ) -> tuple[tuple[jax.Array, jax.Array], ...]:
+    """`beam_search`'s `resize_state` for `Qwen.beam_decoder`'s state (one KV cache per layer)."""
+    return tuple(resize_beam_cache(cache, length) for cache in state)
 
 
 def key_map(config: QwenConfig) -> list[KeyRule]:

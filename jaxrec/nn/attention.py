@@ -236,6 +236,20 @@ def write_beam_cache(cache: tuple[jax.Array, jax.Array], k: jax.Array, v: jax.Ar
             jax.lax.dynamic_update_index_in_dim(values, v.astype(values.dtype), step, axis=3))
 
 
+def resize_beam_cache(cache: tuple[jax.Array, jax.Array], length: int) -> tuple[jax.Array, jax.Array]:
+    """The cache (`empty_beam_cache` layout, with or without the beam axis) cut or zero-padded to `length` decoded
+    positions: beam search grows it in phases (`beam_search`'s `resize_state`)."""
+    keys, values = cache
+
+    def fit(x: jax.Array, axis: int) -> jax.Array:
+        axis %= x.ndim
+        if x.shape[axis] >= length:
+            return jax.lax.slice_in_dim(x, 0, length, axis=axis)
+        return jnp.pad(x, [(0, length - x.shape[axis]) if i == axis else (0, 0) for i in range(x.ndim)])
+
+    return fit(keys, -1), fit(values, -2)
+
+
 def heads_first(kv: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """(keys, values) [B, S, KVH, D] as `project_kv` returns them -> [B, KVH, S, D], the layout `beam_attention`
     takes for shared keys. Done once per row before decoding, not at every step."""
