@@ -125,6 +125,7 @@ def _by_group(x: jax.Array, num_kv_heads: int) -> jax.Array:
 
 
 def _scores_shape(layout: sdpa.Layout, q: jax.Array, k: jax.Array) -> tuple[int, ...]:
+    """The shape of the attention scores of q and k in `layout` (the dropout mask's shape)."""
     sizes = dict(zip(layout.q, q.shape)) | dict(zip(layout.k, k.shape))
     return tuple(sizes[axis] for axis in layout.s)
 
@@ -187,8 +188,7 @@ class MultiHeadAttention(nnx.Module):
             layout = sdpa.GROUPED
             mask = _by_group(mask, self.num_kv_heads)
             bias = None if bias is None else _by_group(bias, self.num_kv_heads)
-        scores_shape = jnp.broadcast_shapes(mask.shape, _scores_shape(layout, q, k))
-        keep = self.dropout.keep_mask(scores_shape, deterministic=deterministic, rngs=rngs)
+        keep = self.dropout.keep_mask(_scores_shape(layout, q, k), deterministic=deterministic, rngs=rngs)
         attended = sdpa.attention(layout, self.query_scale, q, k, v, mask, bias, keep, self.dropout.rate)
         return self.out(attended.reshape(batch, length, self.num_heads, self.head_dim))
 

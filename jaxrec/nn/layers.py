@@ -122,6 +122,11 @@ class Embed(nnx.Module):
         return jnp.einsum("...d,nd->...n", x.astype(self.dtype), self.embedding[...].astype(self.dtype))
 
 
+def apply_dropout(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
+    """Inverted dropout with a given boolean keep mask: kept elements scaled by 1 / (1 - rate), the rest zero."""
+    return x if keep is None else jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
 class Dropout(nnx.Module):
     """Inverted dropout that draws one 32-bit random word per two elements (16 bits each).
 
@@ -137,7 +142,7 @@ class Dropout(nnx.Module):
 
     def __call__(self, x: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None = None) -> jax.Array:
         keep = self.keep_mask(x.shape, deterministic=deterministic, rngs=rngs)
-        return x if keep is None else jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+        return apply_dropout(x, keep, self.rate)
 
     def keep_mask(self, shape: tuple[int, ...], *, deterministic: bool, rngs: nnx.Rngs | None = None
                   ) -> jax.Array | None:

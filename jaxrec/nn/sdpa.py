@@ -24,6 +24,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrec.nn.layers import apply_dropout
+
 _MASKED = jnp.finfo(jnp.float32).min
 
 
@@ -51,17 +53,12 @@ def attention(layout: Layout, scale: float, q: jax.Array, k: jax.Array, v: jax.A
     return _attention(layout, scale, dropout_rate, q, k, v, mask, bias, keep)
 
 
-def _weights(probs: jax.Array, keep: jax.Array | None, rate: float, dtype) -> jax.Array:
-    weights = probs.astype(dtype)
-    return weights if keep is None else jnp.where(keep, weights / (1.0 - rate), 0).astype(dtype)
-
-
 def _forward(layout: Layout, scale: float, rate: float, q, k, v, mask, bias, keep):
     scores = jnp.einsum(f"{layout.q},{layout.k}->{layout.s}", q, k, preferred_element_type=jnp.float32) * scale
     if bias is not None:
         scores = scores + bias
     probs = jax.nn.softmax(jnp.where(mask, scores, _MASKED), axis=-1)
-    out = jnp.einsum(f"{layout.s},{layout.k}->{layout.o}", _weights(probs, keep, rate, q.dtype), v)
+    out = jnp.einsum(f"{layout.s},{layout.k}->{layout.o}", apply_dropout(probs.astype(q.dtype), keep, rate), v)
     return out, probs
 
 
@@ -77,10 +74,9 @@ def _attention_fwd(layout: Layout, scale: float, rate: float, q, k, v, mask, bia
 
 def _attention_bwd(layout: Layout, scale: float, rate: float, residuals, d_out):
     q, k, v, mask, bias, keep, probs, out = residuals
-    d_v = jnp.einsum(f"{layout.s},{layout.o}->{layout.k}", _weights(probs, keep, rate, v.dtype), d_out)
+    d_v = jnp.einsum(f"{layout.s},{layout.o}->{layout.k}", apply_dropout(probs.astype(v.dtype), keep, rate), d_out)
     d_probs = jnp.einsum(f"{layout.o},{layout.k}->{layout.s}", d_out, v, preferred_element_type=jnp.float32)
-    if keep is not None:
-        d_probs = jnp.where(keep, d_probs / (1.0 - rate), 0)
+    d_probs = apply_dropout(d_probs, keep, rate)
     delta = jnp.einsum(f"{layout.o},{layout.o}->{layout.s[:-1]}", d_out, out, preferred_element_type=jnp.float32)
     d_scores = jnp.where(mask, probs * (d_probs - delta[..., None]), 0)
     d_bias = None if bias is None else _sum_to(d_scores, bias.shape).astype(bias.dtype)
