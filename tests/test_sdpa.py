@@ -65,7 +65,7 @@ def test_gradients_match_autodiff(layout, with_bias, with_dropout):
 def test_bf16_operands_keep_their_dtype():
     q, k, v, mask, _, _ = operands(sdpa.GROUPED, jax.random.key(2), False, False)
     q, k, v = (x.astype(jnp.bfloat16) for x in (q, k, v))
-    out, grads = jax.value_and_grad(
+    _, grads = jax.value_and_grad(
         lambda q, k, v: jnp.sum(sdpa.attention(sdpa.GROUPED, 0.5, q, k, v, mask).astype(jnp.float32)),
         argnums=(0, 1, 2))(q, k, v)
     assert [g.dtype for g in grads] == [jnp.bfloat16] * 3

@@ -25,8 +25,8 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import FLAT, LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, causal_mask, empty_beam_cache, heads_first,
-                                 resize_beam_cache, segment_mask, segment_positions, write_beam_cache)
+from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, beam_cache_length, causal_mask, empty_beam_cache,
+                                 heads_first, resize_beam_cache, segment_mask, segment_positions, write_beam_cache)
 from jaxrec.nn.layers import Dense, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
 from jaxrec.nn.pooling import sentence_embeddings
@@ -213,8 +213,8 @@ class Qwen(nnx.Module):
 
         def step_fn(state, tokens: jax.Array, step: jax.Array) -> tuple[jax.Array, Any]:
             x = self.tokens(tokens)
-            cached = state[0][1].shape[-2]  # the cache's current length (beam search grows it in phases)
-            own_mask = (jnp.arange(cached) <= step)[None, None, :]
+            # The cache's current length: beam search grows it in phases.
+            own_mask = (jnp.arange(beam_cache_length(state[0])) <= step)[None, None, :]
             new_state = []
             for layer, layer_prefix, layer_cache in zip(self.layers, prefix, state):
                 x, layer_cache = layer.decode_step(x, prefix_length + step, step, layer_cache, own_mask,

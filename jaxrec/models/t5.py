@@ -28,7 +28,7 @@ from flax import nnx
 
 from jaxrec.models import hf_loading
 from jaxrec.models.hf_loading import LINEAR, KeyRule, Linear, ignore
-from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, RelativePositionBias, causal_mask,
+from jaxrec.nn.attention import (BeamKeys, MultiHeadAttention, RelativePositionBias, beam_cache_length, causal_mask,
                                  empty_beam_cache, heads_first, padding_mask, segment_mask, write_beam_cache)
 from jaxrec.nn.layers import Dropout, Embed, RMSNorm
 from jaxrec.nn.mlp import MLP
@@ -203,7 +203,7 @@ class T5Stack(nnx.Module):
         cross-attention. Returns the final-normed states [B, K, d] and the cache with this position written: the
         states equal the full forward's.
         """
-        length = cache[0][1].shape[3]
+        length = beam_cache_length(cache[0])
         own_mask = (jnp.arange(length) <= step)[None, None, :]
         own_bias = self.relative_bias(1, length, query_offset=step)  # decoded keys at prefix_length + t
         prefix_bias = None

@@ -236,6 +236,11 @@ def write_beam_cache(cache: tuple[jax.Array, jax.Array], k: jax.Array, v: jax.Ar
             jax.lax.dynamic_update_index_in_dim(values, v.astype(values.dtype), step, axis=3))
 
 
+def beam_cache_length(cache: tuple[jax.Array, jax.Array]) -> int:
+    """The number of decoded positions a cache (`empty_beam_cache` layout, with or without the beam axis) holds."""
+    return cache[1].shape[-2]
+
+
 def resize_beam_cache(cache: tuple[jax.Array, jax.Array], length: int) -> tuple[jax.Array, jax.Array]:
     """The cache (`empty_beam_cache` layout, with or without the beam axis) cut or zero-padded to `length` decoded
     positions: beam search grows it in phases (`beam_search`'s `resize_state`)."""
