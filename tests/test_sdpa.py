@@ -33,13 +33,15 @@ def operands(layout, rng, with_bias, with_dropout):
     valid[0, :2] = False
     mask = np.tril(np.ones((length, length), bool))[None] & valid[:, None, :] & valid[:, :, None]
     mask = jnp.asarray(mask.reshape(batch, *([1] * (len(scores) - 3)), length, length))
-    bias = jax.random.normal(keys[3], (1, *scores[1:])) if with_bias else None
+    # "shared": one bias for the batch (T5's relative positions); "per_key": a bias per row and key.
+    bias_shape = {"shared": (1, *scores[1:]), "per_key": (batch, *([1] * (len(scores) - 2)), length)}
+    bias = jax.random.normal(keys[3], bias_shape[with_bias]) if with_bias else None
     keep = jax.random.bernoulli(keys[4], 0.8, scores) if with_dropout else None
     return q, k, v, mask, bias, keep
 
 
 @pytest.mark.parametrize("layout", [sdpa.MULTI_HEAD, sdpa.GROUPED], ids=["multi_head", "grouped"])
-@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_bias", [None, "shared", "per_key"])
 @pytest.mark.parametrize("with_dropout", [False, True])
 def test_gradients_match_autodiff(layout, with_bias, with_dropout):
     q, k, v, mask, bias, keep = operands(layout, jax.random.key(0), with_bias, with_dropout)
@@ -63,7 +65,7 @@ def test_gradients_match_autodiff(layout, with_bias, with_dropout):
 
 
 def test_bf16_operands_keep_their_dtype():
-    q, k, v, mask, _, _ = operands(sdpa.GROUPED, jax.random.key(2), False, False)
+    q, k, v, mask, _, _ = operands(sdpa.GROUPED, jax.random.key(2), None, False)
     q, k, v = (x.astype(jnp.bfloat16) for x in (q, k, v))
     _, grads = jax.value_and_grad(
         lambda q, k, v: jnp.sum(sdpa.attention(sdpa.GROUPED, 0.5, q, k, v, mask).astype(jnp.float32)),

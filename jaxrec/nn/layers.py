@@ -66,10 +66,13 @@ class Dense(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         n_in = len(self.in_shape)
         letters = "abcdefghij"
-        batch = "xyzuvw"[: x.ndim - n_in]
         ins, outs = letters[:n_in], letters[n_in:n_in + len(self.out_shape)]
-        y = jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x.astype(self.dtype),
-                       self.kernel[...].astype(self.dtype))
+        # The leading axes are flattened into one: with several, XLA:CPU computes the kernel's gradient (a dot
+        # contracting all of them) by first writing the output gradient transposed, a slow strided copy of the
+        # largest activation (+40% on a [256, 80] x 128 -> 1024 -> 128 feed-forward's step).
+        lead = x.shape[:x.ndim - n_in]
+        y = jnp.einsum(f"x{ins},{ins}{outs}->x{outs}", x.reshape(-1, *self.in_shape).astype(self.dtype),
+                       self.kernel[...].astype(self.dtype)).reshape(*lead, *self.out_shape)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y

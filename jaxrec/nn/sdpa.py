@@ -18,6 +18,7 @@ multi-head attention and [B, L, KVH, G, D] queries for grouped-query attention.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -90,7 +91,14 @@ _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Sum `x` over the axes along which an array of `shape` was broadcast to it."""
+    """Sum `x` over the axes along which an array of `shape` was broadcast to it.
+
+    Summing over leading axes only (a bias shared by the batch, as T5's relative position bias) is a ones-vector
+    matmul: XLA:CPU's reduction along major axes is ~50x slower (90 ms vs 1.6 ms for [256, 6, 80, 80])."""
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
+    if axes == tuple(range(len(axes))):
+        rows = math.prod(x.shape[:len(axes)])
+        ones = jnp.ones((rows,), x.dtype)
+        return jnp.einsum("r,rc->c", ones, x.reshape(rows, -1), preferred_element_type=jnp.float32).reshape(shape)
     return jnp.sum(x, axis=axes, keepdims=True).reshape(shape)
