@@ -16,10 +16,9 @@ import math
 from collections.abc import Iterable
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from jaxrec.nn.layers import Dense, annotated_param
+from jaxrec.nn.layers import Dense, annotated_param, contract
 
 # PEFT's module names (Llama/Qwen checkpoints) -> our attribute names.
 HF_NAMES = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "o_proj": "out", "gate_proj": "gate",
@@ -48,12 +47,9 @@ class LoRADense(nnx.Module):
                                       (None, *base.names[n_in:]), dtype, kind=LoRAParam)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        n_in = len(self.base.in_shape)
-        letters, batch = "abcdefghij", "xyzuvw"[: x.ndim - n_in]
-        ins, outs = letters[:n_in], letters[n_in:n_in + len(self.base.out_shape)]
         dtype = self.base.dtype
-        low = jnp.einsum(f"{batch}{ins},{ins}r->{batch}r", x.astype(dtype), self.lora_a[...].astype(dtype))
-        update = jnp.einsum(f"{batch}r,r{outs}->{batch}{outs}", low, self.lora_b[...].astype(dtype))
+        low = contract(x.astype(dtype), self.lora_a[...].astype(dtype), len(self.base.in_shape))
+        update = contract(low, self.lora_b[...].astype(dtype), 1)
         return self.base(x) + self.scale * update
 
 
