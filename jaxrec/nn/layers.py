@@ -8,6 +8,8 @@ Randomness (dropout) is passed at call time as `rngs`, keeping modules free of R
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,11 +138,12 @@ def apply_dropout(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Arra
 
 
 class Dropout(nnx.Module):
-    """Inverted dropout that draws one 32-bit random word per two elements (16 bits each).
+    """Inverted dropout whose keep mask is a counter-based hash of each element's index, seeded from the key.
 
-    On CPU, random-bit generation dominates dropout's cost (`jax.random.bernoulli` draws 32 bits and converts them to
-    a float per element); comparing 16-bit halves with an integer threshold halves the draws. The keep probability is
-    exact to 1/65536. Leading axes are kept as they are, so batch sharding carries over to the mask.
+    One 64-bit seed is drawn from the `dropout` stream; element (row, col) keeps when
+    fmix32(fmix32(row ^ s0) ^ (col * golden + s1)) >= rate * 2**32 (fmix32: MurmurHash3's finaliser). Threefry bits
+    per element cost ~6x more on XLA:CPU (181 vs 29 ms for a [256, 80, 1024] mask) and were 10% of a TIGER training
+    step. The keep probability is exact to 2**-32; masks depend only on the key and the shape, not on the sharding.
     """
 
     def __init__(self, rate: float):
@@ -159,10 +162,30 @@ class Dropout(nnx.Module):
             return None
         if rngs is None:
             raise ValueError("Dropout needs rngs (with a 'dropout' stream) when deterministic=False")
-        last = shape[-1]
-        words = jax.random.bits(rngs.dropout(), (*shape[:-1], (last + 1) // 2), jnp.uint32)
-        halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(*shape[:-1], -1)[..., :last]
-        return halves.astype(jnp.uint32) >= round(self.rate * 65536)
+        return hashed_keep_mask(rngs.dropout(), tuple(shape), self.rate)
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def hashed_keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
+    """Boolean keep mask of `shape` (each element kept with probability 1 - rate) from a counter-based hash."""
+    lead, last = (shape or (1,))[:-1], (shape or (1,))[-1]
+    if math.prod(lead) >= 2 ** 32 or last >= 2 ** 32:
+        raise ValueError(f"dropout mask of shape {shape}: more than 2**32 rows or columns")
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    row = jnp.zeros(lead, jnp.uint32)
+    for axis, size in enumerate(lead):  # the row's flat index over the leading axes
+        row = row * jnp.uint32(size) + jax.lax.broadcasted_iota(jnp.uint32, lead, axis)
+    col = jax.lax.broadcasted_iota(jnp.uint32, (last,), 0)
+    hashed = _fmix32(_fmix32(row ^ seed[0])[..., None] ^ (col * jnp.uint32(0x9E3779B9) + seed[1]))
+    return (hashed >= jnp.uint32(min(round(rate * 2 ** 32), 2 ** 32 - 1))).reshape(shape)
 
 
 class FeedForward(nnx.Module):
