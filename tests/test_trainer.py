@@ -53,7 +53,8 @@ def flat_params(state_params) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ 1. sharding
 def test_sharded_training_matches_single_device(tmp_path_factory):
     """12 steps (fp32, dropout on) on data=8, fsdp=8, data=2/fsdp=2/tensor=2 and one device: same losses, same
-    parameters. Dropout keys are fold_in(step) and the hashed keep masks depend only on the key and the shape, so the masks agree as well."""
+    parameters. Dropout keys are fold_in(step) and the hashed keep masks depend only on the key and the shape, so
+    the masks agree as well."""
     results = multidevice_report(tmp_path_factory)
     report = results["equivalence"]
     assert report["device_count"] == 8
