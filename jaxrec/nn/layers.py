@@ -9,7 +9,6 @@ Randomness (dropout) is passed at call time as `rngs`, keeping modules free of R
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -176,7 +175,8 @@ def _fmix32(h: jax.Array) -> jax.Array:
 
 def hashed_keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     """Boolean keep mask of `shape` (each element kept with probability 1 - rate) from a counter-based hash."""
-    lead, last = (shape or (1,))[:-1], (shape or (1,))[-1]
+    full = shape or (1,)  # a scalar's mask is one element
+    lead, last = full[:-1], full[-1]
     if math.prod(lead) >= 2 ** 32 or last >= 2 ** 32:
         raise ValueError(f"dropout mask of shape {shape}: more than 2**32 rows or columns")
     seed = jax.random.bits(key, (2,), jnp.uint32)
