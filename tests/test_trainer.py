@@ -87,13 +87,13 @@ def test_fit_end_to_end_with_early_stopping(split, tmp_path):
     assert result.stopped_early
     assert result.best_step == 4 and result.steps == 8
     assert [h["step"] for h in result.history] == [4, 8]
-    first, second = (h["validation/ndcg@10"] for h in result.history)
+    first, second = (h["validation/recall@10"] for h in result.history)
     assert first == second == result.best_metric
     for metrics in (result.validation, result.test):
         assert metrics["num_users"] == split.num_users
         for k in (1, 5, 10):
             assert 0.0 <= metrics[f"ndcg@{k}"] <= metrics[f"recall@{k}"] <= 1.0
-    assert result.validation["ndcg@10"] == pytest.approx(result.best_metric)
+    assert result.validation["recall@10"] == pytest.approx(result.best_metric)  # the default stopping metric
 
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "train/loss" in r]
@@ -114,6 +114,18 @@ def test_fit_end_to_end_with_early_stopping(split, tmp_path):
     assert again.stopped_early and again.steps == 8 and again.best_step == 4
     assert checkpoint_steps(tmp_path) == [4, 8]
 
+
+
+def test_tied_validation_keeps_the_earliest_best_checkpoint(split, tmp_path):
+    """A plateau (learning rate 0: every validation ties) keeps the first evaluated step as the best, and its
+    checkpoint survives the keep-last-2 window: orbax's best-N alone would keep the latest tied one instead."""
+    config = tiny_train_config(num_steps=12, eval_every_steps=2, log_every_steps=2, keep_checkpoints=2)
+    config.optimizer.learning_rate = 0.0
+    config.early_stopping.patience = 10
+    result = Trainer(tiny_family(dropout=0.0, attention_dropout=0.0), config, tmp_path).fit(split, False)
+    assert len({h["validation/recall@10"] for h in result.history}) == 1
+    assert result.best_step == 2 and result.steps == 12
+    assert checkpoint_steps(tmp_path) == [2, 10, 12]
 
 
 def test_max_train_seconds_stops_after_validating(split, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, *, data: dict, meta: dict, metrics: dict | None = None) -> None:
+        # Copies: orbax writes the JSON in the background, after `save` returns, and the caller goes on mutating.
+        data, meta = copy.deepcopy(data), copy.deepcopy(meta)
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                         data=ocp.args.JsonSave(data), meta=ocp.args.JsonSave(meta)),
                           metrics=metrics, force=True)

@@ -27,7 +27,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
         "eval_max_users": 0,
         "eval_ks": (1, 5, 10, 20),
         "eval_batch_size": 1024,
-        "early_stopping": {"metric": "ndcg@10", "patience": 5},
+        "early_stopping": {"metric": "recall@10", "patience": 5},
         "log_every_steps": 50,
         "checkpoint_every_steps": 0,
         "keep_checkpoints": 2,

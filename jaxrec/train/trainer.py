@@ -93,7 +93,7 @@ class FitResult:
     validation: dict[str, float]
     test: dict[str, float]
     steps: int
-    train_seconds: float  # the training loop, validation included
+    train_seconds: float  # the training loop over every attempt (resumptions included), validation included
     eval_seconds: float  # periodic validation inside the loop
     stopped_early: bool
     history: list[dict[str, float]]
@@ -304,7 +304,8 @@ class Trainer:
                 if step % config.get("log_every_steps", 50) == 0 or step == total_steps:
                     self._check_finite(state, step, checkpointer)
                     logged = {f"train/{k}": float(v) for k, v in metrics.items()}
-                    logged.update(window.rates(), **{"train/learning_rate": float(self.schedule(step))})
+                    # The update just applied used the schedule at the optimizer's count before it: step - 1.
+                    logged.update(window.rates(), **{"train/learning_rate": float(self.schedule(step - 1))})
                     writer.write(step, logged)
                     progress.set_postfix(loss=f"{logged['train/loss']:.4f}",
                                          ex_s=f"{logged['train/examples_per_s']:.0f}",
@@ -321,7 +322,8 @@ class Trainer:
                     eval_seconds += time.perf_counter() - eval_started
                     writer.write(step, {f"validation/{k}": v for k, v in result.items()})
                     meta["history"].append({"step": step, **{f"validation/{k}": v for k, v in result.items()}})
-                    if value > meta["best_metric"]:
+                    improved = value > meta["best_metric"]  # a tie keeps the earlier step
+                    if improved:
                         meta.update(best_step=step, best_metric=value, bad_evals=0)
                     else:
                         meta["bad_evals"] += 1
@@ -330,8 +332,10 @@ class Trainer:
                     meta["stopped"] = ("early" if meta["bad_evals"] >= stopping.patience else
                                        "out_of_time" if out_of_time else "")
                     meta["train_seconds"] = loop_seconds()
+                    # Only a new best carries the metric, so the checkpointer's best is the trainer's best (orbax
+                    # would keep the latest of tied checkpoints and could delete `best_step`).
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta,
-                                      metrics={f"validation/{stopping.metric}": value})
+                                      metrics={f"validation/{stopping.metric}": value} if improved else None)
                     if meta["bad_evals"] >= stopping.patience:
                         stopped_early = True
                         logger.info("early stopping: no improvement in %d evaluations", stopping.patience)
@@ -356,7 +360,7 @@ class Trainer:
             progress.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
-        train_seconds = time.perf_counter() - started
+        train_seconds = loop_seconds()
         checkpointer.wait()
         best_state, _, _ = checkpointer.restore(meta["best_step"], state)
         checkpointer.close()
