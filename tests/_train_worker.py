@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=5)
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to pause after each step")
     parser.add_argument("--pause-at", type=int, default=0,
-                        help="after this step, wait (up to 60 s) until a SIGTERM has been received")
+                        help="after this step, wait (up to 60 s) until a SIGTERM or SIGINT has been received")
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
@@ -65,7 +65,7 @@ def main() -> None:
                     time.sleep(args.sleep)
                 if int(state.step) == args.pause_at:
                     deadline = time.monotonic() + 60
-                    while not trainer._stop_requested and time.monotonic() < deadline:
+                    while trainer._stop_signal is None and time.monotonic() < deadline:
                         time.sleep(0.01)
                 return state, metrics
 

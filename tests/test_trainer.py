@@ -306,8 +306,9 @@ def _assert_same_run(workdir: Path, reference: Path) -> None:
 
 
 def test_kill_and_sigterm_resume_exactly(tmp_path, tmp_path_factory, start_worker):
-    """SIGKILL (anywhere, possibly mid-save) or SIGTERM (at a plain step and at a checkpoint step), then the same
-    command again: the resumed run ends with exactly the parameters, metrics and losses of an uninterrupted one."""
+    """SIGKILL (anywhere, possibly mid-save), SIGINT (Ctrl-C, at a plain step) or SIGTERM (at a checkpoint step),
+    then the same command again: the resumed run ends with exactly the parameters, metrics and losses of an
+    uninterrupted one."""
     cache = session_cache_dir(tmp_path_factory)
     reference = tmp_path / "reference"
     assert _finish(start_worker(reference, cache), reference) == 0
@@ -317,23 +318,23 @@ def test_kill_and_sigterm_resume_exactly(tmp_path, tmp_path_factory, start_worke
     assert checkpoint_steps(reference) == [35, 40]
 
     # Three interrupted runs at once. SIGKILL once step 17 is done (checkpoints every 5 steps, saved
-    # asynchronously); SIGTERM while the run waits after step 12 (a plain step) and after step 15 (a checkpoint
+    # asynchronously); SIGINT while the run waits after step 12 (a plain step), SIGTERM after step 15 (a checkpoint
     # step: the periodic save already wrote it, the SIGTERM save must not collide with it).
     killed, term12, term15 = tmp_path / "killed", tmp_path / "term12", tmp_path / "term15"
     kill_proc = start_worker(killed, cache, "--sleep", "0.1")
-    term_procs = {term12: (start_worker(term12, cache, "--pause-at", "12"), 12),
-                  term15: (start_worker(term15, cache, "--pause-at", "15"), 15)}
+    term_procs = {term12: (start_worker(term12, cache, "--pause-at", "12"), 12, signal.SIGINT),
+                  term15: (start_worker(term15, cache, "--pause-at", "15"), 15, signal.SIGTERM)}
     _wait_for_step(kill_proc, killed, 17)
     kill_proc.send_signal(signal.SIGKILL)
-    for workdir, (proc, step) in term_procs.items():
+    for workdir, (proc, step, number) in term_procs.items():
         _wait_for_step(proc, workdir, step)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(number)
     assert _finish(kill_proc, killed) == -signal.SIGKILL
     killed_at = _progress(killed / "progress-0.txt")[-1][0]
     assert 17 <= killed_at < 40 and not (killed / "params-0.npz").exists()
     assert checkpoint_steps(killed)[-1] <= killed_at
-    for workdir, (proc, step) in term_procs.items():
-        assert _finish(proc, workdir) == 143, (workdir / "worker.log").read_text()[-4000:]
+    for workdir, (proc, step, number) in term_procs.items():
+        assert _finish(proc, workdir) == 128 + number, (workdir / "worker.log").read_text()[-4000:]
         assert _progress(workdir / "progress-0.txt")[-1][0] == step and not (workdir / "params-0.npz").exists()
         assert checkpoint_steps(workdir)[-1] == step  # saved at the step it stopped
 

@@ -108,7 +108,7 @@ class Trainer:
         if config.batch_size % data_parallel_size(self.mesh):
             raise ValueError(f"batch_size {config.batch_size} is not divisible by the data-parallel size "
                              f"{data_parallel_size(self.mesh)} of mesh {dict(self.mesh.shape)}")
-        self._stop_requested = False
+        self._stop_signal: int | None = None  # SIGTERM or SIGINT received during `fit`
 
     # ------------------------------------------------------------------------------------------------ state
     def init_state(self, total_steps: int) -> TrainState:
@@ -281,7 +281,9 @@ class Trainer:
                         stopping.metric, meta["best_metric"])
         step = int(state.step)
         spent = float(meta.get("train_seconds", 0.0))  # by earlier attempts
-        previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        # SIGTERM (schedulers, the sweep launcher) and SIGINT (Ctrl-C) save the step in hand and exit.
+        previous_handlers = ({number: signal.signal(number, self._on_stop_signal) for number in _STOP_SIGNALS}
+                             if _main_thread() else {})
         started = time.perf_counter()
 
         def loop_seconds() -> float:  # the training loop's time over every attempt so far
@@ -348,18 +350,19 @@ class Trainer:
                     self._check_finite(state, step, checkpointer)
                     meta["train_seconds"] = loop_seconds()
                     checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
-                if self._stop_requested:
+                if self._stop_signal is not None:
                     self._check_finite(state, step, checkpointer)
                     meta["train_seconds"] = loop_seconds()
                     if checkpointer.latest_step() != step:  # the eval/periodic save above may have saved it already
                         checkpointer.save(step, state, data=iterator.get_state(), meta=meta)
                     checkpointer.close()
-                    logger.info("SIGTERM: saved step %d, exiting", step)
-                    raise SystemExit(143)
+                    name = signal.Signals(self._stop_signal).name
+                    logger.info("%s: saved step %d, exiting; the same command resumes from it", name, step)
+                    raise SystemExit(128 + self._stop_signal)
         finally:
             progress.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            for number, handler in previous_handlers.items():
+                signal.signal(number, handler)
         train_seconds = loop_seconds()
         checkpointer.wait()
         best_state, _, _ = checkpointer.restore(meta["best_step"], state)
@@ -385,8 +388,13 @@ class Trainer:
                                    f"{self.workdir / 'checkpoints'}. Lower the learning rate or enable clipping "
                                    "(optimizer.clip_norm).")
 
-    def _on_sigterm(self, signum, frame) -> None:
-        self._stop_requested = True
+    def _on_stop_signal(self, signum, frame) -> None:
+        """First SIGTERM/SIGINT: stop after the current step, saving it. A second Ctrl-C aborts at once."""
+        if signum == signal.SIGINT and self._stop_signal is not None:
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        if signum == signal.SIGINT:
+            logger.warning("Ctrl-C: saving after the current step and exiting (Ctrl-C again aborts without saving)")
 
 
 class _Recommender:
@@ -483,6 +491,9 @@ def _agreed(flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _main_thread() -> bool:
