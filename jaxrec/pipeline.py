@@ -11,9 +11,9 @@ from typing import Any
 
 import ml_collections
 
-from jaxrec.config import config_hash
+from jaxrec.config import ConfigError, config_hash
 from jaxrec.data.sources import load_configured
-from jaxrec.data.splits import configured_split
+from jaxrec.data.splits import check_stage, configured_split
 from jaxrec.eval.evaluator import evaluate
 from jaxrec.models.registry import build, cf_source
 
@@ -68,6 +68,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         initialize_distributed(distributed.get("coordinator_address") or None, distributed.get("num_processes") or None,
                                None if process_id < 0 else process_id, force=True)
     order = model_order(config.models)  # config errors before any work
+    stages = tuple(config.eval.get("stages", ("validation", "test")))
+    for stage in stages:
+        try:
+            check_stage(stage)
+        except ValueError as error:
+            raise ConfigError(f"eval.stages: {error}") from None
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(
@@ -104,7 +110,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         seconds: dict[str, float] = {"fit": fit_seconds}
         # Test runs second: its shapes are already compiled. A config may list fewer stages (eval.stages) where a
         # full evaluation is costly and the in-training validation already chose the checkpoint.
-        stages = tuple(ev.get("stages", ("validation", "test")))
         for stage in stages:
             stage_started = time.perf_counter()
             result[stage] = evaluate(recommender, split, stage, max_history=ev.max_history, ks=tuple(ev.ks))

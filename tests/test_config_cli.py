@@ -380,3 +380,8 @@ def test_eval_stages_limit_the_final_evaluation(tmp_path):
     del config.eval.stages
     both = run(config, tmp_path / "both")["popularity"]
     assert set(both) >= {"validation", "test"} and both["test"] == metrics["test"]
+    # A typo is an error before any work, not test metrics filed under another name.
+    config.eval.stages = ("valid", "test")
+    with pytest.raises(ConfigError, match=re.escape("eval.stages: unknown stage 'valid'")):
+        run(config, tmp_path / "typo")
+    assert not (tmp_path / "typo" / "metrics.json").exists()

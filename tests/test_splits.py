@@ -49,6 +49,13 @@ def test_targets():
     assert split.targets("test").dtype == np.int32
 
 
+def test_unknown_stage_is_an_error():
+    split = leave_one_out(hand_dataset())
+    for method in (split.targets, lambda stage: split.histories(stage, 3), split.cold_start_users):
+        with pytest.raises(ValueError, match="unknown stage 'val': expected one of 'validation', 'test'"):
+            method("val")
+
+
 def test_histories_left_padded_and_truncated():
     split = leave_one_out(hand_dataset())
     np.testing.assert_array_equal(split.histories("validation", 3), [[2, 3, 4], [0, 0, 2], [0, 5, 5]])

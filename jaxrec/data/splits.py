@@ -19,6 +19,14 @@ from jaxrec.data.types import PAD_ITEM, DataError, Dataset
 logger = logging.getLogger(__name__)
 
 Stage = Literal["validation", "test"]
+STAGE_TARGET_FROM_END = {"validation": 2, "test": 1}  # leave-one-out: the last item is test, the one before it validation
+
+
+def check_stage(stage: str) -> str:
+    """`stage` if it is a split stage; a clear error otherwise (a typo must not silently score another split)."""
+    if stage not in STAGE_TARGET_FROM_END:
+        raise ValueError(f"unknown stage {stage!r}: expected one of {', '.join(map(repr, STAGE_TARGET_FROM_END))}")
+    return stage
 MIN_SPLIT_LENGTH = 3  # one training item + validation target + test target
 
 
@@ -47,12 +55,15 @@ class LeaveOneOut:
 
     def targets(self, stage: Stage) -> np.ndarray:
         """[U] int32 target item of each user for `stage`."""
-        return self.dataset.items[self.ends - (2 if stage == "validation" else 1)]
+        return self.dataset.items[self._target_offsets(stage)]
 
     def histories(self, stage: Stage, max_length: int) -> np.ndarray:
         """[U, max_length] left-padded histories for `stage` (most recent `max_length` items)."""
-        history_ends = self.ends - (2 if stage == "validation" else 1)
-        return _windows(self.dataset.items, self.starts, history_ends, max_length)
+        return _windows(self.dataset.items, self.starts, self._target_offsets(stage), max_length)
+
+    def _target_offsets(self, stage: Stage) -> np.ndarray:
+        """Offsets of each user's `stage` target (its history ends there): the second-to-last or the last item."""
+        return self.ends - STAGE_TARGET_FROM_END[check_stage(stage)]
 
     def _training_rows(self) -> np.ndarray:
         """Indices of the users whose training parts are training data (all, or `training_users`)."""
