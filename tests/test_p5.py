@@ -150,6 +150,28 @@ def test_missing_required_field(p5_writer, missing):
     expect_error(folder, f"{folder / 'items.jsonl'}:2: missing required field {missing!r}")
 
 
+PRICE = "a number (or a numeric string) or null"
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("item_id", True, "an integer"), ("item_id", 2.0, "an integer"), ("item_id", "2", "an integer"),
+    ("asin", None, "a non-empty string"), ("asin", "", "a non-empty string"), ("asin", 7, "a non-empty string"),
+    ("title", 5, "a string or null"), ("brand", ["B"], "a string or null"),
+    ("description", {"text": "d"}, "a string or null"),
+    ("price", "$3", PRICE), ("price", False, PRICE), ("price", [3], PRICE),
+])
+def test_wrong_field_type(p5_writer, field, value, expected):
+    second = dict(ITEMS[1], **{field: value})
+    folder = p5_writer([ITEMS[0], second], ["1 1 2"])
+    expect_error(folder, f"{folder / 'items.jsonl'}:2: field {field!r} must be {expected}, got {value!r}")
+
+
+def test_numeric_price_and_null_text_fields_are_accepted(p5_writer):
+    items = [dict(ITEMS[0], price=3), dict(ITEMS[1], price=4.5, brand=None, description=None)]
+    catalog = read_p5(p5_writer(items, ["1 1 2"])).catalog
+    assert catalog.prices == (3.0, 4.5) and catalog.brands == (None, None)
+
+
 def test_duplicate_asin(p5_writer):
     items = [ITEMS[0], ITEMS[1], {"item_id": 3, "asin": "A1"}]
     folder = p5_writer(items, ["1 1 2 3"])
@@ -199,6 +221,7 @@ CATALOGUE = "(expected an integer in 1..5, as listed in items.jsonl)"
     (["1 1 2", "2 3 -1", "3 1 1"], 2, "-1"),
     (["1 1 2", "2 3 x7", "3 1 1"], 2, "x7"),  # not an integer
     (["1 1 2 3 4 5 1 2 3", "2 1", "3 2", "4 1 2 3 4 5 2.0"], 4, "2.0"),
+    (["1 1 2", "2 99999999999999999999 1"], 2, "99999999999999999999"),  # beyond int64
 ])
 def test_unknown_item_in_sequences(p5_writer, lines, line_no, token):
     folder = p5_writer(ITEMS, lines)
@@ -258,6 +281,15 @@ def test_datamaps_user_missing_late_in_file(p5_writer):
                 "id2item": DATAMAPS["id2item"]}
     folder = p5_writer(ITEMS, lines, datamaps)
     expect_error(folder, f"{folder / 'datamaps.json'}: id2user has no entry for user id 8 (1 of 8 users missing)")
+
+
+@pytest.mark.parametrize("datamaps, message", [
+    ("[1, 2]", "expected a JSON object (with 'id2item', ...), got list"),
+    ('{"id2item": ["A1"]}', "'id2item' must be an object mapping item ids to ASINs, got list"),
+])
+def test_datamaps_wrong_shape(p5_writer, datamaps, message):
+    folder = p5_writer(ITEMS, SEQUENCES, datamaps)
+    expect_error(folder, f"{folder / 'datamaps.json'}: {message}")
 
 
 def test_datamaps_malformed(p5_writer):

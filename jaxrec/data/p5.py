@@ -67,7 +67,7 @@ def _read_sequences(path: Path, num_items: int) -> tuple[list[int], np.ndarray, 
         raise DataError(f"{path}: no users (empty file)")
     try:
         items = np.array(tokens, dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # not an integer, or beyond int64
         items = None
     offsets = np.zeros(len(lines) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -100,6 +100,7 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
         for key in ("item_id", "asin"):
             if key not in record:
                 raise DataError(f"{path}:{line_no}: missing required field {key!r}")
+        _check_item_fields(record, path, line_no)
         if record["item_id"] != line_no:
             raise DataError(f"{path}:{line_no}: item_id {record['item_id']!r} out of order "
                             f"(items must be listed in id order 1..N; expected {line_no})")
@@ -121,7 +122,7 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
         categories = tuple(_categories(r.get("categories"), path, i) for i, r in enumerate(records, start=1))
     prices = None
     if any("price" in r for r in records):
-        prices = tuple(None if r.get("price") is None else float(r["price"]) for r in records)
+        prices = tuple(None if r.get("price") is None else float(r["price"]) for r in records)  # checked numbers
     extra_keys = sorted({k for r in records for k in r} - _CATALOG_KEYS)
     extra = {key: tuple(_clean_text(r.get(key)) for r in records) for key in extra_keys}
     raw_ids = tuple(str(r["asin"]) for r in records)
@@ -129,6 +130,35 @@ def _read_items(path: Path, report: dict[str, Any]) -> Catalog:
         return Catalog(raw_ids, titles, categories, text_field("brand"), prices, text_field("description"), extra)
     except DataError as error:
         raise DataError(f"{path}: {error}") from None
+
+
+_TEXT_KEYS = ("title", "brand", "description")
+
+
+def _check_item_fields(record: dict, path: Path, line_no: int) -> None:
+    """The types `Catalog` needs, with the file, line and field named: an integer item_id, a non-empty string asin,
+    strings (or null) for the text fields, a number or numeric string (or null) for the price."""
+    def bad(key: str, expected: str) -> DataError:
+        return DataError(f"{path}:{line_no}: field {key!r} must be {expected}, got {record[key]!r}")
+
+    if isinstance(record["item_id"], bool) or not isinstance(record["item_id"], int):
+        raise bad("item_id", "an integer")
+    if not isinstance(record["asin"], str) or not record["asin"].strip():
+        raise bad("asin", "a non-empty string")
+    for key in _TEXT_KEYS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise bad(key, "a string or null")
+    price = record.get("price")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) and not _is_number(price)):
+        raise bad("price", "a number (or a numeric string) or null")
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(text, str)
 
 
 def _clean_text(value: Any) -> str | None:
@@ -154,7 +184,12 @@ def _read_datamaps(path: Path, catalog: Catalog) -> dict[str, Any] | None:
         datamaps = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: malformed JSON ({error.msg})") from None
+    if not isinstance(datamaps, dict):
+        raise DataError(f"{path}: expected a JSON object (with 'id2item', ...), got {type(datamaps).__name__}")
     id2item = datamaps.get("id2item", {})
+    if not isinstance(id2item, dict):
+        raise DataError(f"{path}: 'id2item' must be an object mapping item ids to ASINs, got "
+                        f"{type(id2item).__name__}")
     for item_id, raw in enumerate(catalog.raw_ids, start=1):
         mapped = id2item.get(str(item_id))
         if id2item and mapped != raw:

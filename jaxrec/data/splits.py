@@ -19,7 +19,8 @@ from jaxrec.data.types import PAD_ITEM, DataError, Dataset
 logger = logging.getLogger(__name__)
 
 Stage = Literal["validation", "test"]
-STAGE_TARGET_FROM_END = {"validation": 2, "test": 1}  # leave-one-out: the last item is test, the one before it validation
+# Leave-one-out: a user's last item is the test target, the one before it the validation target.
+STAGE_TARGET_FROM_END = {"validation": 2, "test": 1}
 
 
 def check_stage(stage: str) -> str:
