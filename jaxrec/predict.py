@@ -42,7 +42,7 @@ def parse_histories(lines: Sequence[str], raw_ids: Sequence[str], *, use_raw_ids
             if index is not None:
                 item = index.get(token)
             else:
-                item = int(token) if token.isdigit() else None
+                item = int(token) if token.isascii() and token.isdigit() else None  # not "²", which int() rejects
                 item = item if item is not None and 1 <= item <= len(raw_ids) else None
             if item is None:
                 kind = "raw item id" if use_raw_ids else f"item id (1..{len(raw_ids)})"

@@ -234,6 +234,8 @@ def test_cli_predict_from_a_run(tmp_path, capsys):
     # Bad input: one line naming the problem, exit status 2.
     assert main(["predict", "--workdir", str(workdir), "--model", "tiger", "--history", "3 99"]) == 2
     assert "--history: line 1: '99' is not a known item id (1..40)" in capsys.readouterr().err
+    assert main(["predict", "--workdir", str(workdir), "--model", "tiger", "--history", "3 \u00b2"]) == 2
+    assert "--history: line 1: '\u00b2' is not a known item id (1..40)" in capsys.readouterr().err
     assert main(["predict", "--workdir", str(workdir), "--history", "3"]) == 2
     assert "choose a model with --model" in capsys.readouterr().err
 

@@ -73,6 +73,19 @@ def test_title_beam_search_ranks_every_title_exactly(parts, split):
         assert list(ranked[row, :12]) == list(expected)
 
 
+def test_unconstrained_title_decoding_reports_invalid_beams(split, tmp_path):
+    """constrained=False searches the whole vocabulary until EOS: an untrained model spells no catalogue title, so
+    every slot is -1 (what invalid_rate@K counts); the constrained search fills every slot with a title's item."""
+    histories = jnp.asarray(split.histories("test", 5)[:3])
+    ranked = {}
+    for constrained in (True, False):
+        parts = llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(**SHAPE, constrained=constrained), split.dataset.catalog,
+                                   tmp_path / str(constrained))
+        ranked[constrained] = np.asarray(parts.recommend(parts.create(nnx.Rngs(1)), histories, 10))
+    assert np.all(ranked[True] >= 1)
+    assert np.all(ranked[False] == -1), ranked[False]
+
+
 def test_training_through_the_registry_and_restoring(split, tmp_path):
     entry = llm_rs.config_entry(SHAPE, batch_size=32, num_steps=24, eval_every_steps=12, log_every_steps=1,
                                 eval_batch_size=64, eval_ks=(1, 5, 10), optimizer={"learning_rate": 1e-2},

@@ -173,6 +173,22 @@ def test_trains_and_recommends_through_the_registry(split, tmp_path):
     assert metrics["invalid_rate@10"] == 0.0
 
 
+def test_unconstrained_decoding_reports_invalid_beams(split):
+    """constrained=False searches every code of each level: an untrained model on a sparse random table (30 items
+    of 8 x 8 x 8 codes) spells mostly no item, which comes back as -1 (invalid_rate@K); constrained, none is."""
+    table = random_table(split.dataset.num_items)
+    histories = jnp.asarray(split.histories("test", 12)[:8])
+    ranked = {}
+    for constrained in (True, False):
+        config = tiger.TIGERConfig(level_sizes=table.level_sizes, constrained=constrained, **TINY_MODEL)
+        parts = tiger.family(config, table, split)
+        ranked[constrained] = np.asarray(parts.recommend(parts.create(nnx.Rngs(0)), histories, 10))
+    assert np.all(ranked[True] >= 1)
+    free = ranked[False]
+    assert np.all((free == -1) | ((free >= 1) & (free <= split.dataset.num_items)))
+    assert (free == -1).mean() > 0.5, free
+
+
 def test_family_checks_table():
     table = random_table(20)
     with pytest.raises(ValueError, match="level_sizes"):

@@ -72,6 +72,7 @@ class LLMRSConfig:
     max_history: int = 20  # items handed to the prompt builder (the token budget may keep fewer)
     beam_width: int = 20
     length_normalization: float = 0.0
+    constrained: bool = True  # False: search the whole vocabulary until EOS; non-titles count in invalid_rate@K
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = DEFAULT_TARGETS  # ours or the Hugging Face names (q_proj, ..., down_proj)
@@ -228,7 +229,7 @@ class LLMRSFamily:
         result = beam_search(step_fn, state, tables["trie"], beam_width=max(k, self.config.beam_width),
                              start_token=self.prompts.start_token, end_token=self.prompts.eos,
                              length_normalization=self.config.length_normalization,
-                             resize_state=qwen.resize_beam_state)
+                             resize_state=qwen.resize_beam_state, constrained=self.config.constrained)
         found = result.valid & (result.sequence_index >= 0)
         items = tables["first_item"][jnp.maximum(result.sequence_index, 0)]
         return jnp.where(found, items, INVALID_ITEM)[:, :k].astype(jnp.int32)

@@ -125,6 +125,7 @@ class TIGERConfig:
     item_separator: bool = False
     user_bins: int = 0  # hashed user tokens (TIGER: 2,000); needs user ids, which `recommend` does not receive
     beam_width: int = 20  # beam_search keeps max(k, beam_width) beams
+    constrained: bool = True  # False: search all tokens; beams that spell no item count in invalid_rate@K
     # Embedding rows and head columns rounded up to a multiple of this (unused, never scored), so that
     # tensor-parallel meshes divide the vocabulary axis; 1 keeps the parameter count exact.
     vocab_multiple: int = 1
@@ -286,12 +287,14 @@ class TIGERFamily:
         return sequence_loss(model, tokens, mask, token_table[target], target != 0, rng)
 
     def recommend(self, model: TIGER, histories: jax.Array, k: int) -> jax.Array:
-        """Top-k item ids [B, k] by constrained beam search (max(k, beam_width) beams); -1 for invalid beams."""
+        """Top-k item ids [B, k] by beam search (max(k, beam_width) beams), trie-constrained unless configured
+        otherwise; -1 for beams that spell no item."""
         tables = constant_values(model.tables)
         tokens, mask = self.config.layout.history_tokens(tables["tokens"], histories[:, -self.config.max_history:])
         step_fn, state, start = model.beam_decoder(tokens, mask)
         result = beam_search(step_fn, state, tables["trie"], beam_width=max(k, self.config.beam_width),
-                             start_token=start, num_steps=self.config.layout.tokens_per_item)
+                             start_token=start, num_steps=self.config.layout.tokens_per_item,
+                             constrained=self.config.constrained)
         found = result.valid & (result.sequence_index >= 0)
         return jnp.where(found, result.sequence_index + 1, INVALID_ITEM)[:, :k].astype(jnp.int32)
 
