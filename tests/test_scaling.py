@@ -119,6 +119,18 @@ def test_bootstrap_interval_contains_truth_and_is_deterministic():
     assert by_points["resample"] == "points"
 
 
+def test_bootstrap_over_points_skips_resamples_that_determine_nothing():
+    """Four single-seed points, three free parameters: a resample drawing fewer than four distinct points would
+    interpolate them, so it is counted (n_degenerate) and left out of the intervals."""
+    clean = SINGLE.predict(SINGLE_TRUE, {"recommender": SINGLE_SIZES[:4]})
+    data = ScalingData.build({"recommender": SINGLE_SIZES[:4]}, [np.array([v]) for v in clean])
+    result = bootstrap(SINGLE, data, fit_law(SINGLE, data, {"B": 0.0}), n=40, seed=0)
+    # P(4 distinct of 4 draws) = 4!/4^4 = 9.4%: most resamples are degenerate, and the ones kept see every point.
+    assert result["resample"] == "points" and 20 <= result["n_degenerate"] < 40
+    assert result["n_used"] + result["n_failed"] == 40 and result["n_failed"] >= result["n_degenerate"]
+    assert result["n_used"] > 0 and result["intervals"]["R0"] is not None
+
+
 def test_held_out_error_on_a_simple_case():
     clean = SINGLE.predict(SINGLE_TRUE, {"recommender": SINGLE_SIZES})
     observed = clean.copy()

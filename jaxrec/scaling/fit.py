@@ -456,16 +456,20 @@ def bootstrap(law: ScalingLaw, data: ScalingData, base: LawFit, *, n: int = 200,
     random (its spread is a single seed's, which for 2 seeds equals the spread of a 2-seed mean and is
     conservative for more seeds), `mean` draws as many replicates as the point has, with replacement, and averages
     (the classic bootstrap of the mean, narrow for 2-3 seeds). Points with one replicate keep their value. When no
-    point has two replicates, points are resampled with replacement instead. Refits start from `base`.
-    Deterministic for a given `seed`.
+    point has two replicates, points are resampled with replacement instead; a resample with fewer distinct points
+    than free parameters + 1 determines nothing (its refit interpolates or is underdetermined), so it counts as
+    failed. Refits start from `base`. Deterministic for a given `seed`.
     """
     rng = np.random.default_rng(seed)
     by_points = all(len(r) == 1 for r in data.replicates)
-    samples, failed = [], 0
+    samples, failed, degenerate, unconverged = [], 0, 0, 0
     start = _usable(law, base.params)
     for _ in range(n):
         if by_points:
             sample = data.subset(rng.integers(0, len(data), size=len(data)))
+            if sample.distinct_points(law.components) < len(base.free) + 1:
+                degenerate += 1
+                continue
         else:
             values = []
             for reps in data.replicates:
@@ -482,6 +486,8 @@ def bootstrap(law: ScalingLaw, data: ScalingData, base: LawFit, *, n: int = 200,
         if not np.isfinite(refit.objective) or refit.objective >= 1e29:
             failed += 1
             continue
+        # L-BFGS-B often ends in an "abnormal" line search at the optimum (ftol 1e-15): kept, and counted.
+        unconverged += not refit.converged
         samples.append([refit.params[name] for name in base.free])
     intervals: dict[str, tuple[float, float] | None] = {name: None for name in law.parameter_names}
     if samples:
@@ -491,7 +497,9 @@ def bootstrap(law: ScalingLaw, data: ScalingData, base: LawFit, *, n: int = 200,
             low, high = np.percentile(array[:, column], [tail, 100 - tail])
             intervals[name] = (float(low), float(high))
     method = "points" if by_points else f"seeds-{resample}"
-    return {"intervals": intervals, "n": n, "n_failed": failed, "level": level, "seed": seed, "resample": method}
+    return {"intervals": intervals, "n": n, "n_used": len(samples), "n_failed": failed + degenerate,
+            "n_degenerate": degenerate, "n_unconverged": unconverged, "level": level, "seed": seed,
+            "resample": method}
 
 
 def held_out(law: ScalingLaw, data: ScalingData, base: LawFit, *, order: Sequence[float] | None = None,

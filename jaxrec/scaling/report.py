@@ -472,7 +472,8 @@ def _fit_markdown(result: Mapping[str, Any]) -> list[str]:
               f" on {fit['n_points']} points (seed means); RMSE {_num(fit['rmse'], 3)}; Huber delta "
               f"{fit['huber_delta']:g}; L-BFGS-B {'converged' if fit['converged'] else 'did not converge'}"
               + (f" (at bounds: {', '.join(fit['at_bounds'])})" if fit["at_bounds"] else "") + ". "
-              f"Bootstrap: {boot['n']} resamples ({boot['resample']}), {boot['n_failed']} failed, seed {boot['seed']}.",
+              f"Bootstrap: {boot['n']} resamples ({boot['resample']}), {boot['n_failed']} failed "
+              f"({boot.get('n_degenerate', 0)} with too few distinct points), seed {boot['seed']}.",
               ""]
     held = fit["held_out"]
     loo, largest = held["leave_one_out"], held["largest"]
