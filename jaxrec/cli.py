@@ -9,17 +9,20 @@
   jaxrec sid --config configs/sid_<name>.py --workdir DIR [--force] [--config.a.b=value ...]
   jaxrec predict --workdir RUN [--model NAME] [--k 10] [--raw-ids] (--history "12 7 301" ... | --histories FILE)
   jaxrec report --workdir SWEEP [--metric test/recall@10] [--out DIR] [--bootstrap 200] [--fix NAME=VALUE ...]
-  jaxrec sweep --sweep experiments/<name>.py --workdir DIR [--parallel N] [--only REGEX] [--dry-run]
-               [--emit-commands FILE|- [--hosts N]] [--rerun-changed] [--config.a.b=value ...] [--sweep.param=value ...]
+  jaxrec sweep --sweep experiments/<name>.py --workdir DIR [--parallel N] [--only REGEX] [--dry-run | --collect |
+               --emit-commands FILE|- [--hosts N]] [--rerun-changed] [--config.a.b=value ...] [--sweep.param=value ...]
 
 `jaxrec sweep` runs every point of a sweep (a base config + override points, experiments/README.md) as `python -m
 jaxrec run` in `DIR/<point id>/` (log.txt there), N at a time; finished points (metrics.json of the same config)
 are skipped and unfinished ones resume from their checkpoints; `--config.*` overrides apply to every point and
 `--sweep.*` set the sweep file's parameters. It then writes DIR/results.jsonl and DIR/results.csv (one row per
 point and model). `--emit-commands` writes one shell line per unfinished point for a scheduler instead (`--hosts N`:
-multi-host lines reading JAXREC_PROCESS_ID and JAXREC_COORDINATOR); `--dry-run` lists points, status and command.
+multi-host lines reading JAXREC_PROCESS_ID and JAXREC_COORDINATOR); `--collect` then rebuilds the results table
+without running anything; `--dry-run` lists points, status and command. A point another process is running (its
+run directory's lock held) is skipped, never started twice.
 
 Data and config errors print one clear line (file, line or field, and what was expected) and exit with status 2.
+`jaxrec run` in a directory another run is using (jaxrec.run_lock) exits with status 75.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxrec.sid.table import SIDTableError
     from jaxrec.text.embed import EmbeddingsError
     from jaxrec.models.hf_loading import CheckpointError
+    from jaxrec.run_lock import BUSY_EXIT_CODE, WorkdirBusy
     from jaxrec.scaling.report import ResultsError
 
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", stream=sys.stderr)
@@ -56,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             CheckpointError, ResultsError, FileNotFoundError) as error:
         print(f"jaxrec: error: {error}", file=sys.stderr)
         return 2
+    except WorkdirBusy as error:
+        print(f"jaxrec: error: {error}", file=sys.stderr)
+        return BUSY_EXIT_CODE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workdir", required=True, help="sweep directory: one folder per point, results.jsonl/csv")
     sweep.add_argument("--parallel", type=int, default=1, help="points run at a time (default 1)")
     sweep.add_argument("--only", default=None, help="run only the points whose id matches this regular expression")
+    sweep.add_argument("--collect", action="store_true", help="only rebuild DIR/results.jsonl and results.csv from "
+                       "the point directories (after a scheduler ran the emitted commands); runs nothing")
     sweep.add_argument("--dry-run", action="store_true", help="list the points, their status and command; run "
                        "nothing")
     sweep.add_argument("--emit-commands", default=None, metavar="FILE",
@@ -243,8 +252,10 @@ def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError("--parallel and --hosts must be >= 1")
     if args.hosts > 1 and not args.emit_commands:
         raise ConfigError("--hosts applies to --emit-commands (multi-host points run under a scheduler)")
-    options = Options(parallel=args.parallel, only=args.only, dry_run=args.dry_run, emit_commands=args.emit_commands,
-                      hosts=args.hosts, rerun_changed=args.rerun_changed)
+    if sum(map(bool, (args.collect, args.dry_run, args.emit_commands))) > 1:
+        raise ConfigError("--collect, --dry-run and --emit-commands are alternatives: give one")
+    options = Options(parallel=args.parallel, only=args.only, dry_run=args.dry_run, collect=args.collect,
+                      emit_commands=args.emit_commands, hosts=args.hosts, rerun_changed=args.rerun_changed)
     return sweep_main(args.sweep, args.workdir, extra, options)
 
 

@@ -3,6 +3,7 @@ metrics.json."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ from jaxrec.data.sources import load_configured
 from jaxrec.data.splits import check_stage, configured_split
 from jaxrec.eval.evaluator import evaluate
 from jaxrec.models.registry import build, cf_source
+from jaxrec.run_lock import hold_workdir
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     """Run every model in `config.models`; write config.json, data_report.json and metrics.json to `workdir`.
 
     metrics.json: `{"<model>": {"validation": {...}, "test": {...}, ["test_cold_start": {...}], "seconds": {...},
-    "parameters": {"trainable", "frozen", "total", "components"}, "device": "<kind> x<count>"}}`."""
+    "parameters": {"trainable", "frozen", "total", "components"}, "device": "<kind> x<count>"}}`. Raises
+    `run_lock.WorkdirBusy` when another process is running in `workdir`."""
     distributed = config.get("distributed")
     if distributed is not None and distributed.get("enabled", False):
         from jaxrec.train.mesh import initialize_distributed
@@ -74,7 +77,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
             check_stage(stage)
         except ValueError as error:
             raise ConfigError(f"eval.stages: {error}") from None
+    import jax
+
     workdir = Path(workdir)
+    # One run per directory (run_lock); the processes of a multi-host run share it, process 0 holds the lock.
+    with hold_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _run_models(config, workdir, order, stages)
+
+
+def _run_models(config: ml_collections.ConfigDict, workdir: Path, order: list[str],
+                stages: tuple[str, ...]) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(
         {"config": config.to_dict(), "config_hash": config_hash(config)}, indent=2, default=str))

@@ -1,13 +1,15 @@
 """Sweeps: point expansion and ids, resolution errors, every experiments/ file, the launcher (run, skip, resume,
-failures, changed configs, emitted commands) and the results table."""
+failures, changed configs, emitted commands, points busy elsewhere, --collect), the run lock and the results table."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from jaxrec.config import ConfigError
 from jaxrec.models import registry
+from jaxrec.run_lock import BUSY_EXIT_CODE, WorkdirBusy, hold_workdir, holder
 from jaxrec.sweep import (
     Sweep,
     collect_results,
@@ -229,6 +232,10 @@ def test_launcher_runs_skips_records_failures_and_resumes(sweep_file, tmp_path):
     assert code == 0 and "1 to run" in out, out
     assert "resumed from step 4" in (point / "log.txt").read_text()
     assert (point / "metrics.json").exists()
+    state = json.loads((point / "sweep_point.json").read_text())  # wall time spans both attempts
+    assert state["attempts"] == 2 and state["seconds_total"] > state["seconds"] > 0
+    row = next(row for row in collect_results(workdir) if row["point"] == point.name and row["model"] == "sasrec")
+    assert row["seconds"]["wall"] == pytest.approx(state["seconds_total"])
 
     # A changed command line makes the finished directories stale: refused, then moved aside and rerun.
     with pytest.raises(ConfigError, match="hold runs of another config"):
@@ -258,6 +265,7 @@ def test_dry_run_and_emitted_commands(sweep_file, tmp_path):
         assert words[3:] == run_command(load_sweep(sweep_file), point, workdir, Options())
         assert words[3:6] == [sys.executable, "-m", "jaxrec"] and "--config.eval.max_history=8" in words
     assert json.loads((workdir / "sweep.json").read_text())["points"][0]["id"] == points[0].id
+    assert f"--workdir {workdir} --config.eval.max_history=8 --collect" in script.read_text()
     # Multi-host: the process id and coordinator come from each host's environment.
     code, out = _run_sweep(sweep_file, workdir, emit_commands="-", hosts=4)
     line = next(line for line in out.splitlines() if not line.startswith("#"))
@@ -270,6 +278,45 @@ def test_dry_run_and_emitted_commands(sweep_file, tmp_path):
     config = load_config(words[words.index("--config") + 1], [w for w in words if w.startswith("--config.")])
     assert config.distributed.process_id == 2 and config.distributed.num_processes == 4
     assert experiment_hash(config) == expand(load_sweep(sweep_file))[0].hash  # distributed is not hashed
+
+
+def test_a_point_running_elsewhere_is_left_alone_and_collect_runs_nothing(sweep_file, tmp_path):
+    """A point whose run lock another process holds (a scheduler job, another launcher) is reported busy, never
+    started or recorded; --collect rebuilds the table without running anything and shows it as running."""
+    workdir = tmp_path / "sweep"
+    busy_point = workdir / "num_heads=1,train_fraction=0.5,seed=0"
+    with hold_workdir(busy_point):
+        code, out = _run_sweep(sweep_file, workdir, dry_run=True)
+        assert out.split()[0] == "running", out
+        code, out = _run_sweep(sweep_file, workdir)
+        assert code == 0 and "1 ran, 0 failed, 1 busy in another process" in out, out
+        assert f"busy {busy_point.name}: running in another process (pid {os.getpid()} on " in out
+        assert not (busy_point / "sweep_point.json").exists() and not (busy_point / "metrics.json").exists()
+        code, out = _run_sweep(sweep_file, workdir, collect=True)
+        assert code == 0 and "2 points (1 finished, 1 running)" in out, out
+        rows = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+        assert {row["point"]: row["status"] for row in rows} == {busy_point.name: "running",
+                                                                 "num_heads=1,train_fraction=1.0,seed=0": "finished"}
+    code, out = _run_sweep(sweep_file, workdir, collect=True)
+    assert "2 points (1 finished, 1 pending)" in out and not (busy_point / "metrics.json").exists(), out
+    with pytest.raises(ConfigError, match="is not a directory"):
+        _run_sweep(sweep_file, tmp_path / "nowhere", collect=True)
+
+
+def test_jaxrec_run_refuses_a_directory_in_use(sweep_file, tmp_path):
+    """`jaxrec run` in a directory another process is running exits 75 naming the holder, before any work."""
+    workdir = tmp_path / "run"
+    with hold_workdir(workdir):
+        assert holder(workdir)["pid"] == os.getpid()
+        with pytest.raises(WorkdirBusy, match=f"in use by another jaxrec run \\(pid {os.getpid()} on "):
+            with hold_workdir(workdir, wait_seconds=0.1):
+                pass
+        done = subprocess.run([sys.executable, "-m", "jaxrec", "run", "--config", str(tmp_path / "tiny_config.py"),
+                               "--workdir", str(workdir)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == BUSY_EXIT_CODE, done.stderr
+        assert f"is in use by another jaxrec run (pid {os.getpid()} on" in done.stderr
+        assert not (workdir / "config.json").exists()
+    assert holder(workdir) is None
 
 
 def test_points_missing_their_inputs_fail_before_running(sweep_file, tmp_path):

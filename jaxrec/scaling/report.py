@@ -27,7 +27,7 @@ from jaxrec.scaling.laws import PAPER_TABLE1, ScalingLaw, preset
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
-STATUSES = ("finished", "failed", "pending")
+STATUSES = ("finished", "failed", "pending", "running")
 FAMILY_FORMS = {"tiger": "sid_gr", "llm": "llm_as_rs", "sasrec": "single"}
 FORM_DEFAULTS: dict[str, dict[str, float]] = {"single": {"B": 0.0}}  # two power laws in one variable: keep one
 FAMILY_NAMES = {"tiger": "SID-GR (TIGER)", "llm": "LLM-as-RS", "sasrec": "SASRec", "popularity": "Popularity"}

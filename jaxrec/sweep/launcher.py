@@ -6,6 +6,10 @@ experiment hash in its config.json); finished points are skipped. Others are (re
 SID stage reuses its artifacts and the trainer resumes from its latest checkpoint. A directory holding a run of
 another config (the sweep definition or the command-line overrides changed) is never silently reused: the launcher
 stops with an error naming those points, unless `--rerun-changed` moves them aside (to `<workdir>/.stale/`).
+
+Each `jaxrec run` holds its directory's lock (`jaxrec.run_lock`) while it runs, so a point that another process is
+running (a scheduler job, a second launcher) is skipped and reported as busy, never started twice. `--collect` only
+rebuilds the results table, e.g. after a scheduler ran the emitted commands.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, TextIO
 
 import jaxrec
 from jaxrec.config import ConfigError
+from jaxrec.run_lock import BUSY_EXIT_CODE, describe, holder
 from jaxrec.sweep import results
 from jaxrec.sweep.spec import Point, Sweep, base_config_path, expand, load_sweep
 
@@ -39,6 +44,7 @@ class Options:
     parallel: int = 1
     only: str | None = None  # regular expression searched in point ids
     dry_run: bool = False
+    collect: bool = False  # only rebuild results.jsonl / results.csv from the point directories
     emit_commands: str | None = None  # a file, or "-" for stdout
     hosts: int = 1  # processes per point for emitted multi-host commands
     rerun_changed: bool = False
@@ -48,7 +54,8 @@ class Options:
 def sweep_main(sweep_file: str, workdir: str, extra: Sequence[str], options: Options,
                out: TextIO = sys.stdout) -> int:
     """The `jaxrec sweep` command: `extra` holds `--config.a.b=value` (every point) and `--sweep.name=value` (the
-    sweep file's parameters). Returns the exit status (1 when a point failed)."""
+    sweep file's parameters). Returns the exit status (1 when a point failed; points busy in another process are
+    reported, not failures)."""
     params = [arg for arg in extra if arg.startswith("--sweep.")]
     global_overrides = [arg for arg in extra if not arg.startswith("--sweep.")]
     bad = [arg for arg in global_overrides if not arg.startswith("--config.")]
@@ -72,6 +79,11 @@ def sweep_main(sweep_file: str, workdir: str, extra: Sequence[str], options: Opt
             print(f"{statuses[point.id]:>8}  {point.id}  {shlex.join(run_command(sweep, point, root, options))}",
                   file=out)
         return 0
+    if options.collect:
+        if not root.is_dir():
+            raise ConfigError(f"--collect: {root} is not a directory (no sweep has run there)")
+        write_manifest(root, sweep, every_point, global_overrides)
+        return collect_only(sweep, points, statuses, root, out)
     if stale and not options.rerun_changed:
         raise ConfigError(f"{len(stale)} point directories under {root} hold runs of another config than the sweep "
                           f"now defines: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}. Use another "
@@ -83,24 +95,41 @@ def sweep_main(sweep_file: str, workdir: str, extra: Sequence[str], options: Opt
         statuses[point_id] = "pending"
     todo = [point for point in points if statuses[point.id] != "finished"]
     if options.emit_commands:
-        emit_commands(sweep, todo, root, options, out)
+        emit_commands(sweep, todo, root, options, out, extra)
         return 0
     finished = len(points) - len(todo)
     print(f"sweep {sweep.name}: {len(points)} points, {finished} finished, {len(todo)} to run "
           f"({options.parallel} at a time) in {root}", file=out, flush=True)
     try:
-        failures = run_points(sweep, todo, root, options, out)
+        failures, busy = run_points(sweep, todo, root, options, out)
     except KeyboardInterrupt:
         print(f"sweep {sweep.name}: interrupted; the running points saved a checkpoint and resume when the same "
               f"command runs again", file=out, flush=True)
         return 130
     rows = results.collect_results(root)
     jsonl, table = results.write_results(root, rows)
-    print(f"sweep {sweep.name}: {len(todo) - len(failures)} ran, {len(failures)} failed; results: {jsonl}, {table}",
-          file=out, flush=True)
+    ran = len(todo) - len(failures) - len(busy)
+    print(f"sweep {sweep.name}: {ran} ran, {len(failures)} failed, {len(busy)} busy in another process; results: "
+          f"{jsonl}, {table}", file=out, flush=True)
     for point_id, message in failures:
         print(f"  FAILED {point_id}: {message}", file=out)
+    for point_id, message in busy:
+        print(f"  BUSY   {point_id}: {message}; collect it later with --collect", file=out)
     return 1 if failures else 0
+
+
+def collect_only(sweep: Sweep, points: Sequence[Point], statuses: dict[str, str], root: Path, out: TextIO) -> int:
+    """`--collect`: rebuild the results table and say how many points are in each state; runs nothing."""
+    rows = results.collect_results(root)
+    jsonl, table = results.write_results(root, rows)
+    counts = {status: sum(1 for point in points if statuses[point.id] == status)
+              for status in ("finished", "running", "failed", "pending", "stale")}
+    summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+    print(f"sweep {sweep.name}: {len(points)} points ({summary}); results: {jsonl}, {table}", file=out, flush=True)
+    if counts["stale"]:
+        print(f"  {counts['stale']} point directories hold runs of another config than the sweep now defines; their "
+              f"rows are pending", file=out)
+    return 0
 
 
 def write_manifest(root: Path, sweep: Sweep, points: Sequence[Point], global_overrides: Sequence[str]) -> None:
@@ -116,6 +145,10 @@ def write_manifest(root: Path, sweep: Sweep, points: Sequence[Point], global_ove
 
 
 def _move_aside(root: Path, point_id: str) -> None:
+    owner = holder(root / point_id)
+    if owner is not None:
+        raise ConfigError(f"{root / point_id}: another process is running this point of the earlier config "
+                          f"({describe(owner)}); stop it before --rerun-changed moves it aside")
     target = root / STALE_FOLDER / f"{point_id}.{datetime.datetime.now():%Y%m%d-%H%M%S}"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(root / point_id), str(target))
@@ -127,13 +160,14 @@ def run_command(sweep: Sweep, point: Point, root: Path, options: Options) -> lis
             "--workdir", str(root / point.id), *point.args]
 
 
-def emit_commands(sweep: Sweep, points: Sequence[Point], root: Path, options: Options, out: TextIO) -> None:
+def emit_commands(sweep: Sweep, points: Sequence[Point], root: Path, options: Options, out: TextIO,
+                  extra: Sequence[str] = ()) -> None:
     """One shell line per point (`cd <here> && python -m jaxrec run ...`). With `hosts` > 1 each line is run once
     per host with JAXREC_PROCESS_ID (0..hosts-1) and JAXREC_COORDINATOR (host:port of process 0) in its
     environment; left unset, JAX detects them (SLURM, TPU pods)."""
     lines = [f"# jaxrec sweep {sweep.name}: {len(points)} unfinished points of {sweep.file}",
              (f"# written {datetime.datetime.now():%Y-%m-%d %H:%M}; results afterwards: jaxrec sweep --sweep "
-              f"{shlex.quote(sweep.file)} --workdir {shlex.quote(str(root))} (collects, skips finished points)")]
+              f"{shlex.join([sweep.file, '--workdir', str(root), *extra])} --collect")]
     multi = []
     if options.hosts > 1:
         lines.append(f"# multi-host: run each line on {options.hosts} hosts with JAXREC_PROCESS_ID=0..."
@@ -172,20 +206,23 @@ class _Running:
     log: Any
     started: float
     number: int
+    previous_state: dict[str, Any]  # sweep_point.json before this attempt, restored if the point proves busy
 
 
 def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Options, out: TextIO,
-               poll_seconds: float = 0.2) -> list[tuple[str, str]]:
+               poll_seconds: float = 0.2) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Run `points` as subprocesses, `options.parallel` at a time, each logging to `<point>/log.txt`; returns the
-    failures as (point id, message). A failure is recorded (`sweep_point.json`) and does not stop the others;
-    Ctrl-C (or SIGTERM to the launcher) sends SIGTERM to the running points (they save a checkpoint at the end of
-    the step in hand) and waits for them."""
+    failures and the points busy in another process, each as (point id, message). A failure is recorded
+    (`sweep_point.json`) and does not stop the others; a busy point (its run lock held) is left alone. Ctrl-C (or
+    SIGTERM to the launcher) sends SIGTERM to the running points (they save a checkpoint at the end of the step in
+    hand) and waits for them."""
     env = _environment()
     if options.parallel > 1 and "XLA_PYTHON_CLIENT_PREALLOCATE" not in env:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # several points on one GPU share its memory
     queue = list(enumerate(points, 1))
     running: list[_Running] = []
     failures: list[tuple[str, str]] = []
+    busy: list[tuple[str, str]] = []
     sweep_started = time.perf_counter()
     say: Callable[[str], None] = lambda text: print(
         f"[{time.perf_counter() - sweep_started:7.0f}s] {text}", file=out, flush=True)
@@ -203,6 +240,11 @@ def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Optio
                     failures.append((point.id, message))
                     say(f"({number}/{len(points)}) skip {point.id}: {message}")
                     continue
+                owner = holder(root / point.id)
+                if owner is not None:
+                    busy.append((point.id, f"running in another process ({describe(owner)})"))
+                    say(f"({number}/{len(points)}) busy {point.id}: {busy[-1][1]}; left alone")
+                    continue
                 running.append(_start(sweep, point, root, options, env, number))
                 say(f"({number}/{len(points)}) start {point.id}")
             time.sleep(poll_seconds)
@@ -215,7 +257,11 @@ def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Optio
                 seconds = time.perf_counter() - item.started
                 directory = root / item.point.id
                 log = directory / "log.txt"
-                if code == 0 and (directory / "metrics.json").exists():
+                if code == BUSY_EXIT_CODE:  # another process took the lock between the probe and the start
+                    _write_state(directory, item.previous_state)
+                    busy.append((item.point.id, f"running in another process; log: {log}"))
+                    say(f"({item.number}/{len(points)}) busy {item.point.id}: {busy[-1][1]}")
+                elif code == 0 and (directory / "metrics.json").exists():
                     _record(directory, item.point, "finished", code, log, seconds)
                     say(f"({item.number}/{len(points)}) done  {item.point.id} in {seconds:.0f}s: "
                         f"{_headline(directory, sweep.metric)}")
@@ -236,7 +282,7 @@ def run_points(sweep: Sweep, points: Sequence[Point], root: Path, options: Optio
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return failures
+    return failures, busy
 
 
 def _interrupt(signum, frame) -> None:
@@ -251,22 +297,35 @@ def _start(sweep: Sweep, point: Point, root: Path, options: Options, env: dict[s
     log = (directory / "log.txt").open("a")
     log.write(f"=== jaxrec sweep {sweep.name}, {datetime.datetime.now():%Y-%m-%d %H:%M:%S}: {shlex.join(command)}\n")
     log.flush()
+    previous_state = results.read_point_state(directory)
     _record(directory, point, "running", None, directory / "log.txt", None, command)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
-    return _Running(point, process, log, time.perf_counter(), number)
+    return _Running(point, process, log, time.perf_counter(), number, previous_state)
 
 
 def _record(directory: Path, point: Point, status: str, exit_code: int | None, log: Path | None,
             seconds: float | None, command: Sequence[str] | None = None) -> None:
-    """`<point>/sweep_point.json`: the launcher's last attempt (status, exit code, log, wall seconds)."""
+    """`<point>/sweep_point.json`: the launcher's last attempt (status, exit code, log, wall seconds) and the wall
+    seconds and number of all its ended attempts (`seconds_total`, `attempts`)."""
     directory.mkdir(parents=True, exist_ok=True)
     state = results.read_point_state(directory)
+    if seconds is not None:
+        state["seconds_total"] = state.get("seconds_total", 0.0) + seconds
+        state["attempts"] = state.get("attempts", 0) + 1
     state.update({"point": point.id, "status": status, "exit_code": exit_code, "log": str(log) if log else None,
                   "seconds": seconds, "hash": point.hash,
                   "updated": datetime.datetime.now().isoformat(timespec="seconds")})
     if command is not None:
         state["command"] = shlex.join(command)
-    (directory / results.POINT_STATE).write_text(json.dumps(state, indent=2))
+    _write_state(directory, state)
+
+
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
+    path = directory / results.POINT_STATE
+    if state:
+        path.write_text(json.dumps(state, indent=2))
+    elif path.exists():
+        path.unlink()
 
 
 def _headline(directory: Path, metric: str) -> str:

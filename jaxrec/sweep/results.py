@@ -5,9 +5,12 @@ dotted column names (`parameters.components.recommender`, `metrics.test/recall@1
 d_model`, ...). Row keys (the contract with the scaling-law fits and `jaxrec report`):
 
     sweep, point, overrides {dotted key: value}, seed, data_fraction, model, family,
-    status ("finished" | "failed" | "pending"),
+    status ("finished" | "failed" | "pending" | "running": another process holds the point's run lock),
     parameters {trainable, frozen, total, components {...}}, metrics {"<stage>/<metric>": value},
     seconds {fit, validation, test, total, wall}, device, workdir (relative to the sweep workdir), config
+
+`seconds.wall` is the launcher's wall time of the point summed over its attempts (an interrupted and resumed point
+counts both); the other seconds are the final process's, from metrics.json.
 
 `components` is what the scaling-law forms need: SID models {recommender, text_encoder, quantizer}, LLM-as-RS
 {lora, llm}, SASRec {recommender}, popularity {}. Rows of unfinished points carry the resolved config with empty
@@ -22,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxrec.run_lock import holder
 from jaxrec.sweep.spec import experiment_hash
 
 MANIFEST = "sweep.json"  # written by the launcher: the sweep's points, their overrides and resolved configs
@@ -34,7 +38,7 @@ ROW_KEYS = ("sweep", "point", "overrides", "seed", "data_fraction", "model", "fa
 
 def point_status(directory: Path, expected_hash: str) -> str:
     """"finished" (metrics.json of this very config), "stale" (the directory holds a run of another config),
-    "failed" (the launcher's last attempt failed) or "pending"."""
+    "running" (another process holds its run lock), "failed" (the launcher's last attempt failed) or "pending"."""
     config_file = directory / "config.json"
     if config_file.exists():
         stored = json.loads(config_file.read_text())
@@ -42,6 +46,8 @@ def point_status(directory: Path, expected_hash: str) -> str:
             return "stale"
         if (directory / "metrics.json").exists():
             return "finished"
+    if holder(directory) is not None:
+        return "running"
     state = read_point_state(directory)
     return "failed" if state.get("status") == "failed" else "pending"
 
@@ -84,8 +90,9 @@ def point_rows(workdir: Path, sweep: str, point: Mapping[str, Any]) -> list[dict
     for model, entry in models.items():
         result = metrics.get(model, {})
         seconds = dict(result.get("seconds", {}))
-        if state.get("seconds") is not None and status in ("finished", "failed"):
-            seconds["wall"] = state["seconds"]  # the whole point (data, SID stage, every model), by the launcher
+        wall = state.get("seconds_total", state.get("seconds"))
+        if wall is not None and status in ("finished", "failed"):
+            seconds["wall"] = wall  # the whole point (data, SID stage, every model) over its attempts, by the launcher
         rows.append({
             "sweep": sweep,
             "point": point["id"],
