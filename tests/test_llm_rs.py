@@ -52,6 +52,26 @@ def test_loss_is_the_target_tokens_cross_entropy(parts, split):
     assert float(loss) == pytest.approx(expected / count, rel=1e-5)
 
 
+def test_loss_of_rows_cut_to_a_short_length_bucket(split, tmp_path):
+    """The input pipeline cuts rows from the left to the smallest length bucket that holds them, which may be
+    shorter than the title window (max_title_tokens + 1): the loss and its weight stay those of the full rows."""
+    config = llm_rs.LLMRSConfig(**{**SHAPE, "prompt": {"max_prompt_tokens": 64, "max_title_tokens": 80}})
+    parts = llm_rs.LLMRSFamily(config, split.dataset.catalog, tmp_path)
+    model = parts.create(nnx.Rngs(0))
+    histories, targets, _ = split.training_examples(5)
+    histories = np.where(np.arange(histories.shape[1]) == histories.shape[1] - 1, histories, 0)[:6]  # one item each
+    rows = parts.prompts.training_rows(histories, targets[:6])
+    full_loss, full_aux = parts.loss(model, {k: jnp.asarray(v) for k, v in rows.items()}, jax.random.key(0))
+    needed = int((rows["mask"].shape[1] - np.argmax(rows["mask"], axis=1)).max())  # longest real row
+    assert needed < parts.target_positions  # the case under test: a bucket shorter than the title window
+    for length in (needed, needed + 1, (needed + parts.target_positions) // 2, parts.target_positions,
+                   parts.target_positions + 1):
+        cut = {name: jnp.asarray(value[:, -length:]) for name, value in rows.items()}
+        loss, aux = parts.loss(model, cut, jax.random.key(0))
+        assert float(aux["weight"]) == float(full_aux["weight"]), length
+        assert float(loss) == pytest.approx(float(full_loss), rel=1e-5), length
+
+
 def test_title_beam_search_ranks_every_title_exactly(parts, split):
     """12 titles, 16 beams: the ranking is every title by its exact teacher-forced log-probability."""
     model = parts.create(nnx.Rngs(1))

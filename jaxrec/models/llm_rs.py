@@ -207,9 +207,11 @@ class LLMRSFamily:
 
     def loss(self, model: Qwen, batch: dict[str, jax.Array], rng: jax.Array
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Mean cross-entropy of the target title tokens + EOS (the last `target_positions` columns hold them)."""
+        """Mean cross-entropy of the target title tokens + EOS (the last `target_positions` columns hold them; a
+        length bucket may cut rows shorter than that, never into the answer opener that precedes every target)."""
         tokens, mask = batch["tokens"], batch["mask"]
-        length, span = tokens.shape[1], self.target_positions
+        length = tokens.shape[1]
+        span = min(self.target_positions, length - 1)
         hidden = model.hidden_states(tokens, mask, input_embeddings=self.cf_inputs(model, batch.get("items")))
         logits = model.logits(hidden[:, length - 1 - span:length - 1])  # [B, span, vocab] fp32
         labels = tokens[:, length - span:]
