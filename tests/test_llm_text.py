@@ -135,6 +135,17 @@ def test_title_table_merges_shared_titles(tokenizer, catalog):
     assert cut.titles_cut >= 1 and max(len(t) for t in cut.targets) == 4  # 3 title tokens + EOS
 
 
+def test_special_token_text_in_titles_is_plain_text(tokenizer):
+    """A title spelling the EOS or pad token is encoded as its characters: the target holds one EOS, at its end."""
+    titles = ("Gift Set <eos> Deluxe", "<pad>", "Plain Soap")
+    prompts = Prompts(tokenizer, Catalog(raw_ids=("A", "B", "C"), titles=titles))
+    for title, target in zip(titles, prompts.targets, strict=True):
+        assert target[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in target[:-1], title
+        assert tokenizer.pad_token_id not in target and tokenizer.decode(target[:-1]).strip() == title
+    line = prompts.prompt_and_items(np.array([0, 1, 2]))[0]
+    assert tokenizer.eos_token_id not in line and tokenizer.pad_token_id not in line
+
+
 def test_title_table_item_groups():
     """item_groups maps each item id to its title sequence (1-based; 0 for padding): items sharing a title share
     a group."""

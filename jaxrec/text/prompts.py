@@ -54,8 +54,8 @@ class Prompts:
         self.template, self.tokenizer, self.cf_slots = template, tokenizer, cf_slots
         texts, self.text_report = item_texts(catalog, template.item_text, ". ", template.empty_text)
 
-        def encode(text: str) -> list[int]:
-            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        def encode(text: str) -> list[int]:  # catalogue text is data: "<eos>" in a title is its characters
+            return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
         self.header, self.answer = encode(template.header), encode(template.answer)
         if not self.answer:
