@@ -1,6 +1,7 @@
 """The SID stage end to end with the real MiniLM: batched encoding, artifacts, reuse, mismatch errors, the CLI."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,16 @@ def test_prebuilt_table_is_verified_and_copied(tmp_path, catalog):
     smaller = generate(SyntheticConfig(num_users=200, num_items=120, seed=0)).catalog
     with pytest.raises(SIDTableError, match="150 items, the catalogue 120"):
         build_sid(config, smaller, tmp_path / "smaller")
+    # Another table (other item text, same quantizer config) into the same run folder, with the first table's
+    # diagnostics beside it: they describe another table, so neither they nor the folder's earlier ones are used.
+    titles_only = sid_config(template=("{title}",), quantizer={"codebook_size": 8}, progress=False)
+    another, _ = build_sid(titles_only, catalog, tmp_path / "another")
+    assert another.header["content_hash"] != built.header["content_hash"]
+    shutil.copyfile(tmp_path / "built" / "sid_diagnostics.json", tmp_path / "another" / "sid_diagnostics.json")
+    config.table = str(tmp_path / "another" / "sid_table.npz")
+    table, diagnostics = build_sid(config, catalog, tmp_path / "run" / "sid")
+    np.testing.assert_array_equal(table.codes, another.codes)
+    assert diagnostics == {} and not (tmp_path / "run" / "sid" / "sid_diagnostics.json").exists()
 
 def test_build_sid_is_deterministic(tmp_path, catalog):
     a, _ = build_sid(small_config(), catalog, tmp_path / "a")

@@ -133,19 +133,25 @@ def build_sid(config: ml_collections.ConfigDict, catalog: Catalog, folder: str |
 
 def prebuilt_table(path: Path, quantizer: QuantizerConfig, catalog: Catalog, folder: Path
                    ) -> tuple[SIDTable, dict[str, Any]]:
-    """Use the table at `path` (and its diagnostics, when beside it): verified, and refused when it covers another
-    number of items or was made by another quantizer config than `quantizer`; copied into `folder` so the run
-    directory is self-contained (`jaxrec predict` reads it there)."""
+    """Use the table at `path` (and its diagnostics, when beside it and of this very table): verified, and refused
+    when it covers another number of items or was made by another quantizer config than `quantizer`; copied into
+    `folder` so the run directory is self-contained (`jaxrec predict` reads it there)."""
     table = SIDTable.load(path, expect={"quantizer": _quantizer_header(quantizer)})
     if table.num_items != catalog.num_items:
         raise SIDTableError(f"{path}: the table has {table.num_items} items, the catalogue {catalog.num_items}; it was "
                             f"built for another dataset")
+    source = path.parent / DIAGNOSTICS_FILE
+    diagnostics = json.loads(source.read_text()) if source.exists() else {}
+    if diagnostics and diagnostics.get("content_hash") != table.header["content_hash"]:
+        logger.warning(f"{source} describes another SID table than {path} (content hash); left out, so the text "
+                       f"encoder and quantizer sizes of this run are unknown")
+        diagnostics = {}
     target = folder / TABLE_FILE
     if target.resolve() != path.resolve():
         table.save(target)
-        if (path.parent / DIAGNOSTICS_FILE).exists():
-            shutil.copyfile(path.parent / DIAGNOSTICS_FILE, folder / DIAGNOSTICS_FILE)
-    diagnostics_file = folder / DIAGNOSTICS_FILE
-    diagnostics = json.loads(diagnostics_file.read_text()) if diagnostics_file.exists() else {}
+        if diagnostics:
+            shutil.copyfile(source, folder / DIAGNOSTICS_FILE)
+        else:  # never leave an earlier build's diagnostics beside this table
+            (folder / DIAGNOSTICS_FILE).unlink(missing_ok=True)
     logger.info(f"using the prebuilt SID table {path} ({table.num_items} items)")
     return table, diagnostics
