@@ -147,3 +147,23 @@ def test_cf_injected_configurations_sit_beside_their_controls_not_in_the_llm_fit
     fits = json.loads((tmp_path / "report" / "fit.json").read_text())["fits"]
     llm = next(f for f in fits if f["metric"] == "test/recall@10")
     assert [p["mean"] for p in llm["points"]] == [0.010, 0.014]  # the controls only
+
+
+def test_replicates_over_other_seeds_equal_sizes_and_unknown_sizes(tmp_path):
+    """Rows differing only in a non-training seed (the quantizer's) are replicates; configurations of equal size
+    (a text-encoder sweep) plot side by side; a component of unknown size (null) leaves the fit out, saying why."""
+    rows = [_row(f"enc_{encoder}_q{sid_seed}", "tiger", "tiger", 0,
+                 {"recommender": 2 * M, "text_encoder": size, "quantizer": 0.3 * M}, 0.03 + 0.001 * sid_seed,
+                 overrides={"sid.encoder": encoder, "sid.quantizer.seed": sid_seed})
+            for encoder, size in (("mini", 22.7 * M), ("base", 110 * M)) for sid_seed in (0, 1)]
+    groups, _, notes = group_rows(rows)
+    assert [len(g.rows) for g in groups] == [2, 2] and groups[0].x == groups[1].x and not notes
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["report", "--workdir", str(tmp_path), "--bootstrap", "5"]) == 0
+    assert (tmp_path / "report" / "tiger_test_recall_10.png").read_bytes().startswith(PNG_SIGNATURE)
+    rows[0]["parameters"]["components"]["text_encoder"] = None  # e.g. a prebuilt SID table without diagnostics
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["report", "--workdir", str(tmp_path), "--bootstrap", "5"]) == 0
+    fits = json.loads((tmp_path / "report" / "fit.json").read_text())
+    tiger = next(f for f in fits["fits"] if f["model"] == "tiger" and f["metric"] == "test/recall@10")
+    assert tiger["status"] == "not_fitted" and tiger["reason"] == "the rows have no parameter counts for text_encoder"

@@ -150,7 +150,28 @@ def test_held_out_error_on_a_simple_case():
     assert loo["mean_abs_error"] == pytest.approx(np.mean([p["abs_error"] for p in loo["points"]]))
     few = ScalingData.build({"recommender": SINGLE_SIZES[:4]}, clean[:4])  # 3 free parameters: 4 points fit, 3 left after holding one out do not
     assert held_out(SINGLE, few, fit_law(SINGLE, few, {"B": 0.0})) == {"leave_one_out": None, "largest": None,
-                                                                          "needs_points": 5}
+                                                                          "needs_points": 5, "not_identified": {}}
+
+
+def test_a_point_the_others_cannot_replace_is_not_held_out():
+    """Only the largest point uses another text encoder: without it the encoder's and the quantizer's offsets are
+    one, and a refit would keep the split that point gave them. It is not predicted (not_identified says why), and
+    bootstrap resamples missing it are skipped as degenerate."""
+    sizes = np.array([0.5, 1, 2, 4, 8, 16, 32]) * M
+    components = {"recommender": sizes, "text_encoder": np.array([22.7] * 6 + [335]) * M,
+                  "quantizer": np.full(7, 0.3 * M)}
+    truth = {"R0": 0.08, "A": 0.3, "a": 0.5, "B": 0.0, "b": 1.0, "gamma1": 0.2, "gamma2": 1.0}
+    observed = SID_GR.predict(truth, components) + 3e-4 * np.random.default_rng(3).normal(size=7)
+    data = ScalingData.build(components, [np.array([v]) for v in observed])
+    base = fit_law(SID_GR, data, plan_fit(SID_GR, data, {}, reduce=True).fixed)
+    assert "gamma1" in base.free
+    errors = held_out(SID_GR, data, base)
+    assert errors["largest"] is None and errors["leave_one_out"] is None
+    # without it both encoder and quantizer sizes are constant: one offset, so gamma2 would be fixed (at 0)
+    assert errors["not_identified"] == {data.labels[6]: "the other points do not determine gamma2"}
+    result = bootstrap(SID_GR, data, base, n=20, seed=0)
+    # a resample lacks the last point with probability (6/7)^7 = 34%; those (and ones with too few points) skip
+    assert result["resample"] == "points" and result["n_degenerate"] >= 4 and result["n_used"] > 0
 
 
 def test_plan_fixes_what_the_design_cannot_identify():

@@ -457,8 +457,10 @@ def bootstrap(law: ScalingLaw, data: ScalingData, base: LawFit, *, n: int = 200,
     conservative for more seeds), `mean` draws as many replicates as the point has, with replacement, and averages
     (the classic bootstrap of the mean, narrow for 2-3 seeds). Points with one replicate keep their value. When no
     point has two replicates, points are resampled with replacement instead; a resample with fewer distinct points
-    than free parameters + 1 determines nothing (its refit interpolates or is underdetermined), so it counts as
-    failed. Refits start from `base`. Deterministic for a given `seed`.
+    than free parameters + 1, or one whose design cannot determine a parameter `base` fitted (e.g. it lacks the only
+    point with another text encoder), determines nothing: its refit would keep that parameter at `base`'s value.
+    Such resamples are skipped and counted (`n_degenerate`). Refits start from `base`. Deterministic for a given
+    `seed`.
     """
     rng = np.random.default_rng(seed)
     by_points = all(len(r) == 1 for r in data.replicates)
@@ -467,7 +469,7 @@ def bootstrap(law: ScalingLaw, data: ScalingData, base: LawFit, *, n: int = 200,
     for _ in range(n):
         if by_points:
             sample = data.subset(rng.integers(0, len(data), size=len(data)))
-            if sample.distinct_points(law.components) < len(base.free) + 1:
+            if sample.distinct_points(law.components) < len(base.free) + 1 or unidentified(law, sample, base):
                 degenerate += 1
                 continue
         else:
@@ -506,16 +508,23 @@ def held_out(law: ScalingLaw, data: ScalingData, base: LawFit, *, order: Sequenc
              huber_delta: float = 1e-3) -> dict[str, Any]:
     """Prediction error on points left out of the fit: leave-one-out over points, and the largest point predicted
     from the others (largest by `order`, default the sum of the components). Errors are |predicted - observed| and
-    that over |observed|. A part is None when the remaining points are too few for the free parameters."""
+    that over |observed|. A part is None when the remaining points are too few for the free parameters, or cannot
+    determine one of them (`not_identified` says which, per held-out point): refitted from `base`, that parameter
+    would keep the value the held-out point gave it."""
     need = len(base.free) + 1
     names = law.components
     order = np.asarray(order if order is not None else sum(data.components[c] for c in names), dtype=np.float64)
     observed = data.values
     start = _usable(law, base.params)
+    not_identified: dict[str, str] = {}
 
     def predict_without(index: int) -> float | None:
         rest = data.subset([j for j in range(len(data)) if j != index])
         if rest.distinct_points(names) < need:
+            return None
+        missing = unidentified(law, rest, base)
+        if missing:
+            not_identified[data.labels[index]] = f"the other points do not determine {', '.join(missing)}"
             return None
         refit = fit_law(law, rest, base.fixed, huber_delta=huber_delta, starts=[start])
         return float(refit.predict(data.subset([index]).components)[0])
@@ -536,7 +545,13 @@ def held_out(law: ScalingLaw, data: ScalingData, base: LawFit, *, order: Sequenc
                "max_abs_error": float(np.max([e["abs_error"] for e in per_point]))}
     largest = int(np.argmax(order))
     return {"leave_one_out": loo, "largest": error(largest, predict_without(largest)),
-            "needs_points": need + 1}
+            "needs_points": need + 1, "not_identified": not_identified}
+
+
+def unidentified(law: ScalingLaw, data: ScalingData, base: LawFit) -> list[str]:
+    """The parameters `base` fitted that the design of `data` cannot determine (`plan_fit` would fix them)."""
+    plan = plan_fit(law, data, base.fixed)
+    return [name for name in base.free if name in plan.fixed]
 
 
 def fit_scaling(law: ScalingLaw, data: ScalingData, fixed: Mapping[str, float] | None = None, *,

@@ -33,7 +33,7 @@ def _save(figure: Figure, path: Path) -> None:
 
 def _series(ax, groups: Sequence[Group], metric: str, color: str, label: str) -> list[tuple[float, float]]:
     """Seed mean (line + markers), min-max band and the seeds themselves; returns (x, mean) per plotted point."""
-    points = sorted((g.x, g.values(metric)) for g in groups if g.x and len(g.values(metric)))
+    points = sorted(((g.x, g.values(metric)) for g in groups if g.x and len(g.values(metric))), key=lambda p: p[0])
     if not points:
         return []
     x = np.array([p[0] for p in points])

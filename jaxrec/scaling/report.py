@@ -85,9 +85,9 @@ def _check_row(row: Any, where: str) -> None:
     for key in ("trainable", "frozen", "total"):
         if key in parameters and not _is_number(parameters[key]):
             raise ResultsError(f"{where}: parameters.{key} must be a number, got {parameters[key]!r}")
-    for name, count in parameters.get("components", {}).items():
-        if not _is_number(count):
-            raise ResultsError(f"{where}: parameters.components.{name} must be a number, got {count!r}")
+    for name, count in parameters.get("components", {}).items():  # None: not known (a prebuilt SID table's sizes)
+        if count is not None and not _is_number(count):
+            raise ResultsError(f"{where}: parameters.components.{name} must be a number or null, got {count!r}")
     if not isinstance(metrics, dict) or not metrics:
         raise ResultsError(f"{where}: a finished row needs a non-empty 'metrics' object")
     for name, value in metrics.items():
@@ -158,7 +158,9 @@ def _is_seed_key(key: str) -> bool:
 
 
 def group_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[Group], list[dict[str, Any]], list[str]]:
-    """(groups of finished rows, rows not finished, notes). A (configuration, seed) seen twice keeps its last row."""
+    """(groups of finished rows, rows not finished, notes). A configuration's replicates are its rows that differ
+    in seeds only (the training seed and any `*.seed` override, e.g. the quantizer's); a (configuration, seeds) seen
+    twice keeps its last row."""
     groups: dict[tuple, Group] = {}
     unfinished, notes = [], []
     seen: dict[tuple, int] = {}
@@ -171,10 +173,11 @@ def group_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[Group], list[dict[s
         key = (row["family"], row["model"], config, row.get("data_fraction"))
         group = groups.setdefault(key, Group(row["family"], row["model"], key, overrides, row.get("data_fraction"),
                                              []))
-        seed_key = key + (row.get("seed"),)
+        seeds = {k: v for k, v in row.get("overrides", {}).items() if _is_seed_key(k)}
+        seed_key = key + (json.dumps(seeds, sort_keys=True, default=str), row.get("seed"))
         if seed_key in seen:
-            notes.append(f"{row['model']} point {row['point']!r} seed {row.get('seed')}: listed twice; the later row "
-                         f"is used")
+            notes.append(f"{row['model']} point {row['point']!r} seeds {seeds or row.get('seed')}: listed twice; the "
+                         f"later row is used")
             group.rows[seen[seed_key]] = row
             continue
         seen[seed_key] = len(group.rows)
@@ -237,7 +240,7 @@ def fit_groups(groups: Sequence[Group], law: ScalingLaw, metric: str, *, fixed: 
                                           "std": float(g.values(metric).std(ddof=1)) if len(g.values(metric)) > 1
                                           else None,
                                           "n_seeds": len(g.values(metric))} for g in groups]}
-    missing = sorted({c for g in points for c in law.components if c not in g.components})
+    missing = sorted({c for g in points for c in law.components if g.components.get(c) is None})
     if missing:
         result["reason"] = f"the rows have no parameter counts for {', '.join(missing)}"
         return result
@@ -473,7 +476,7 @@ def _fit_markdown(result: Mapping[str, Any]) -> list[str]:
               f"{fit['huber_delta']:g}; L-BFGS-B {'converged' if fit['converged'] else 'did not converge'}"
               + (f" (at bounds: {', '.join(fit['at_bounds'])})" if fit["at_bounds"] else "") + ". "
               f"Bootstrap: {boot['n']} resamples ({boot['resample']}), {boot['n_failed']} failed "
-              f"({boot.get('n_degenerate', 0)} with too few distinct points), seed {boot['seed']}.",
+              f"({boot.get('n_degenerate', 0)} whose points cannot determine the fit), seed {boot['seed']}.",
               ""]
     held = fit["held_out"]
     loo, largest = held["leave_one_out"], held["largest"]
@@ -484,7 +487,9 @@ def _fit_markdown(result: Mapping[str, Any]) -> list[str]:
         lines.append(f"- Largest point ({largest['point']}) predicted from the others: {_num(largest['predicted'])} "
                      f"vs observed {_num(largest['observed'])} (abs {_num(largest['abs_error'], 3)}, relative "
                      f"{largest['rel_error']:.1%}).")
-    if not loo and not largest:
+    for point, reason in held.get("not_identified", {}).items():
+        lines.append(f"- Held out {point}: not predicted, {reason}.")
+    if not loo and not largest and not held.get("not_identified"):
         lines.append(f"- Held-out error: not computed, it needs at least {held['needs_points']} distinct points.")
     lines += [f"- {note}" for note in result["notes"]]
     if paper:
