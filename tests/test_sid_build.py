@@ -1,5 +1,6 @@
 """The SID stage end to end with the real MiniLM: batched encoding, artifacts, reuse, mismatch errors, the CLI."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ from jaxrec.data.synthetic import SyntheticConfig, generate
 from jaxrec.sid.build import build_sid, sid_config
 from jaxrec.sid.table import SIDTable, SIDTableError
 from jaxrec.text.embed import EmbeddingsError, encode_texts, length_buckets, load_embeddings
+from jaxrec.text import encoders
 from jaxrec.text.encoders import load_text_encoder
 
 
@@ -66,6 +68,19 @@ def test_build_sid_writes_artifacts_and_reuses_them(tmp_path, catalog):
     # A different template is an error for the embeddings.
     with pytest.raises(EmbeddingsError, match="'template'"):
         build_sid(sid_config(template=("{title}",), quantizer={"codebook_size": 8}), catalog, tmp_path)
+
+
+def test_embeddings_of_another_pooling_are_not_reused(tmp_path, catalog, monkeypatch):
+    """Pooling, normalisation and truncation length live in sentence-transformers' module files, not the weights:
+    an encoder folder edited there (same weights hash) does not reuse the earlier embeddings."""
+    build_sid(small_config(), catalog, tmp_path)
+    load = encoders.load_text_encoder
+    for change, field in (({"pooling": "cls"}, "'pooling'"), ({"normalize": False}, "'normalize'"),
+                          ({"max_length": 128}, "'max_length'")):
+        monkeypatch.setattr(encoders, "load_text_encoder",
+                            lambda spec, change=change: dataclasses.replace(load(spec), **change))
+        with pytest.raises(EmbeddingsError, match=field):
+            build_sid(small_config(), catalog, tmp_path)
 
 
 

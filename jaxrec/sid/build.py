@@ -65,7 +65,8 @@ def embed_stage(config: ml_collections.ConfigDict, catalog: Catalog, folder: Pat
     encoder = load_text_encoder(config.encoder)
     if (folder / "embeddings.json").exists() and not force:
         expect = {"encoder": encoder.name, "weights_hash": encoder.weights_hash, "template": list(template),
-                  "separator": separator, "items": len(texts)}
+                  "separator": separator, "items": len(texts), "max_length": encoder.max_length,
+                  "pooling": encoder.pooling, "normalize": encoder.normalize}
         embeddings, header = load_embeddings(folder, expect)
         header.setdefault("parameters", encoder.num_parameters)  # embeddings written before it was recorded
         if header["text_hash"] != embeddings_header(encoder, texts, template, separator, text_report)["text_hash"]:

@@ -116,10 +116,12 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, row_length: int 
 
 def embeddings_header(encoder: TextEncoder, texts: Sequence[str], template: Sequence[str], separator: str,
                       text_report: dict[str, int]) -> dict[str, Any]:
-    """What identifies an embeddings artifact: the encoder and its weights, the template and the exact texts."""
+    """What identifies an embeddings artifact: the encoder, its weights and how it pools (pooling, normalisation,
+    truncation length: sentence-transformers module files, not weights), the template and the exact texts."""
     return {"encoder": encoder.name, "family": encoder.family, "weights_hash": encoder.weights_hash,
             "template": list(template), "separator": separator, "dimension": encoder.dim,
-            "max_length": encoder.max_length, "parameters": encoder.num_parameters, "items": len(texts),
+            "max_length": encoder.max_length, "pooling": encoder.pooling, "normalize": encoder.normalize,
+            "parameters": encoder.num_parameters, "items": len(texts),
             "text_hash": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "text_report": text_report}
 
 
