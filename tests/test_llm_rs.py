@@ -16,6 +16,7 @@ import pytest
 from _multidevice_worker import tiny_split
 from flax import nnx
 
+from jaxrec.config import ConfigError
 from jaxrec.eval.evaluator import evaluate
 from jaxrec.models import llm_rs, registry
 from jaxrec.text.prompts import build_prompts
@@ -131,6 +132,18 @@ def test_training_through_the_registry_and_restoring(split, tmp_path):
     restored = registry.load("llm", config, split, tmp_path)  # reuses the saved tokenizer
     histories = split.histories("test", 5)
     np.testing.assert_array_equal(restored.recommend(histories, 10), recommender.recommend(histories, 10))
+
+
+def test_a_run_directory_keeps_its_tokenizer_only_for_the_same_texts_and_size(split, tmp_path):
+    catalog = split.dataset.catalog
+    first = llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(**SHAPE), catalog, tmp_path)
+    again = llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(**SHAPE), catalog, tmp_path)  # reused
+    assert again.tokenizer.get_vocab() == first.tokenizer.get_vocab()
+    with pytest.raises(ConfigError, match=r"another vocabulary size \(vocab_size 400, this config: 350\)"):
+        llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(**{**SHAPE, "tokenizer_vocab_size": 350}), catalog, tmp_path)
+    with pytest.raises(ConfigError, match="another catalogue or prompt template"):
+        llm_rs.LLMRSFamily(llm_rs.LLMRSConfig(**{**SHAPE, "prompt": {**PROMPT, "answer": "Buy next:"}}), catalog,
+                           tmp_path)
 
 
 def test_config_checks():

@@ -22,6 +22,7 @@ the catalogue's title trie (the paper's second paradigm), as a `ModelFamily` of 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxrec.config import ConfigError
 from jaxrec.data.splits import LeaveOneOut
 from jaxrec.data.types import INVALID_ITEM, Catalog
 from jaxrec.decoding.beam_search import beam_search
@@ -41,7 +43,7 @@ from jaxrec.nn.layers import Dense, constant_values, constants
 from jaxrec.nn.lora import DEFAULT_TARGETS, LoRAParam, add_lora
 from jaxrec.text.item_text import item_texts
 from jaxrec.text.prompts import Prompts, PromptTemplate, TitleTable, build_prompts
-from jaxrec.text.tokenizer import load_tokenizer, train_tokenizer
+from jaxrec.text.tokenizer import TRAINING_RECORD, load_tokenizer, texts_digest, train_tokenizer
 from jaxrec.train.trainer import ModelFamily
 
 logger = logging.getLogger(__name__)
@@ -121,18 +123,27 @@ def cf_table(config: LLMRSConfig, num_items: int, item_embeddings: dict[str, np.
 
 def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, template: PromptTemplate):
     """The tokenizer a run uses: the configured folder, the checkpoint's, or a BPE trained on the catalogue's item
-    texts (and the template's fixed strings), saved in `<workdir>/tokenizer` and reused when present."""
+    texts (and the template's fixed strings), saved in `<workdir>/tokenizer` and reused when present and trained
+    for this vocabulary size and these texts (a `ConfigError` otherwise)."""
     if config.tokenizer:
         return load_tokenizer(config.tokenizer)
     if config.checkpoint:
         return load_tokenizer(config.checkpoint)
     folder = workdir / "tokenizer"
-    if (folder / "tokenizer.json").exists():
-        return load_tokenizer(folder)
     texts, _ = item_texts(catalog, template.item_text, ". ", template.empty_text)
-    fixed = [template.header, template.answer]
-    logger.info(f"training a byte-level BPE of {config.tokenizer_vocab_size} tokens on {len(texts)} item texts")
-    return train_tokenizer([*texts, *fixed], config.tokenizer_vocab_size, folder)
+    texts = [*texts, template.header, template.answer]
+    if (folder / "tokenizer.json").exists():
+        record_file = folder / TRAINING_RECORD
+        record = json.loads(record_file.read_text()) if record_file.exists() else {}
+        expected = {"vocab_size": config.tokenizer_vocab_size, "texts_sha256": texts_digest(texts)}
+        for field, value in expected.items():
+            if field in record and record[field] != value:
+                raise ConfigError(f"{record_file}: the tokenizer in this run directory was trained for another "
+                                  f"{'vocabulary size' if field == 'vocab_size' else 'catalogue or prompt template'} "
+                                  f"({field} {record[field]!r}, this config: {value!r}); use another workdir")
+        return load_tokenizer(folder)
+    logger.info(f"training a byte-level BPE of {config.tokenizer_vocab_size} tokens on {len(texts) - 2} item texts")
+    return train_tokenizer(texts, config.tokenizer_vocab_size, folder)
 
 
 class LLMRSFamily:

@@ -8,8 +8,9 @@ Special tokens of a trained tokenizer: `<pad>` (id 0) and `<eos>` (id 1), then t
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import transformers
@@ -18,12 +19,22 @@ PAD, EOS = "<pad>", "<eos>"
 SPECIAL_TOKENS = (PAD, EOS)
 
 
+TRAINING_RECORD = "jaxrec_tokenizer.json"  # beside a trained tokenizer: what it was trained for
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """sha256 of the training texts, in order."""
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, folder: str | Path, *, min_frequency: int = 2
                     ) -> transformers.PreTrainedTokenizerFast:
     """Train a byte-level BPE of at most `vocab_size` tokens (special tokens and the 256 bytes included) on `texts`
-    and save it to `folder`; returns the loaded tokenizer."""
+    and save it to `folder` with `jaxrec_tokenizer.json` (vocab size, min frequency, texts digest); returns the
+    loaded tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    texts = list(texts)
     base = len(SPECIAL_TOKENS) + len(pre_tokenizers.ByteLevel.alphabet())
     if vocab_size < base:
         raise ValueError(f"vocab_size {vocab_size} is below the {base} tokens every byte-level BPE holds "
@@ -38,8 +49,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, folder: str | Path, *
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS)
     folder = Path(folder)
     fast.save_pretrained(folder)
-    (folder / "jaxrec_tokenizer.json").write_text(json.dumps(
-        {"kind": "byte_level_bpe", "vocab_size": vocab_size, "min_frequency": min_frequency}, indent=2))
+    (folder / TRAINING_RECORD).write_text(json.dumps(
+        {"kind": "byte_level_bpe", "vocab_size": vocab_size, "min_frequency": min_frequency,
+         "texts_sha256": texts_digest(texts)}, indent=2))
     return load_tokenizer(folder)
 
 
