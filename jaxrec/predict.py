@@ -59,6 +59,8 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
     """Top-k recommendations of `model` (default: the run's only trained model) for each history line."""
     from jaxrec.models import registry
 
+    if k < 1:
+        raise DataError(f"--k must be at least 1, got {k}")
     workdir = Path(workdir)
     config = run_config(workdir)
     trained = [name for name, entry in config.models.items() if entry.family in registry.TRAINED]

@@ -238,6 +238,9 @@ def test_cli_predict_from_a_run(tmp_path, capsys):
     assert "--history: line 1: '\u00b2' is not a known item id (1..40)" in capsys.readouterr().err
     assert main(["predict", "--workdir", str(workdir), "--history", "3"]) == 2
     assert "choose a model with --model" in capsys.readouterr().err
+    for k in ("0", "-1"):
+        assert main(["predict", "--workdir", str(workdir), "--model", "tiger", "--k", k, "--history", "3"]) == 2
+        assert f"--k must be at least 1, got {k}" in capsys.readouterr().err
 
 
 def test_cli_data_stats_synthetic(capsys):

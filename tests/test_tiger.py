@@ -133,6 +133,26 @@ def test_cached_steps_match_teacher_forcing(architecture, separator, multiple):
     np.testing.assert_allclose(np.exp(cached).sum(-1), 1.0, atol=1e-5)
 
 
+def test_loss_ignores_padding_rows():
+    """A padding row (target item 0, weight 0; here with an empty history) leaves the loss and its weight those of
+    the real rows, eagerly and under jit (its PAD target scores -inf, and inf * 0 used to make the loss NaN)."""
+    table = random_table(30)
+    config = tiger.TIGERConfig(level_sizes=table.level_sizes, **{**TINY_MODEL, "dropout": 0.0})
+    model = tiger.TIGER(config, rngs=nnx.Rngs(1))
+    token_table = jnp.asarray(config.layout.item_token_table(table.codes))
+    tokens, mask = config.layout.history_tokens(token_table, jnp.array([[0, 0, 4, 8, 9], [0, 0, 0, 0, 0]]))
+    items = jnp.array([7, 0])
+
+    def loss(tokens, mask, items):
+        weight = (items != 0).astype(jnp.float32)
+        return tiger.sequence_loss(model, tokens, mask, token_table[items], weight, jax.random.key(0))
+
+    real, real_aux = loss(tokens[:1], mask[:1], items[:1])
+    for value, aux in (loss(tokens, mask, items), jax.jit(loss)(tokens, mask, items)):
+        assert float(aux["weight"]) == float(real_aux["weight"]) == config.layout.tokens_per_item
+        assert float(value) == pytest.approx(float(real), rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------ training
 def test_trains_and_recommends_through_the_registry(split, tmp_path):
     """config_entry -> registry.build (SID table passed as an artifact) -> shared Trainer.fit: the loss falls, early

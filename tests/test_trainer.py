@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from _multidevice_worker import tiny_family, tiny_model_config, tiny_split, tiny_train_config
 from jaxrec.data.pipeline import example_batches
@@ -74,6 +75,23 @@ def test_sharded_training_matches_single_device(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------------ 2. fit
+def test_sasrec_loss_with_left_padding_is_finite_eagerly_and_jitted():
+    """Padding targets score -inf (padding is never an answer); masked, not multiplied by 0 (inf * 0 = NaN). The
+    padded sequence's loss is that of the sequence without its padding (positions are right-aligned)."""
+    config = sasrec.SASRecConfig(num_items=10, max_length=5, hidden=8, num_heads=2, ffn_hidden=16, dropout=0.0,
+                                 attention_dropout=0.0)
+    model = sasrec.SASRec(config, rngs=nnx.Rngs(0))
+
+    def loss(sequence):
+        return sasrec.loss_fn(model, {"sequence": sequence}, jax.random.key(0))[0]
+
+    unpadded = float(loss(jnp.array([[3, 4, 5, 6]])))
+    padded = jnp.array([[0, 0, 3, 4, 5, 6]])
+    assert math.isfinite(unpadded)
+    assert float(loss(padded)) == pytest.approx(unpadded, rel=1e-6)
+    assert float(jax.jit(loss)(padded)) == pytest.approx(unpadded, rel=1e-6)
+
+
 def test_fit_end_to_end_with_early_stopping(split, tmp_path):
     """learning_rate 0: the validation metric cannot improve, so patience 1 stops at the second evaluation and the
     best step is the first; fit still writes metrics, TensorBoard events and checkpoints and tests the best model."""

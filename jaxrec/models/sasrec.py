@@ -117,7 +117,7 @@ def loss_fn(model: SASRec, batch: dict[str, jax.Array], rng: jax.Array) -> tuple
         logits = model.scores(states)
         log_z = jax.nn.logsumexp(logits, axis=-1)
         target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-        per_position = log_z - target_logit
+        per_position = jnp.where(weight > 0, log_z - target_logit, 0.0)  # padding targets score -inf: inf * 0 = NaN
     else:
         negatives = jax.random.randint(negative_rng, targets.shape, 1, model.config.num_items + 1)
         table = model.items.embedding[...]

@@ -245,9 +245,12 @@ def sequence_loss(model: TIGER, history: jax.Array, history_mask: jax.Array, tar
     n = target.shape[1]
     states = model.target_states(history, history_mask, target, deterministic=False, rngs=nnx.Rngs(dropout=rng))
     logits = model.level_logits(states, jnp.arange(n))
-    target_logit = jnp.take_along_axis(logits, (target - SIDTokens.FIRST_CODE)[..., None], axis=-1)[..., 0]
-    per_token = jax.nn.logsumexp(logits, axis=-1) - target_logit
-    weights = jnp.broadcast_to(weight[:, None], per_token.shape).astype(jnp.float32)
+    # A padding row's PAD target indexes outside its level (a -inf logit): clipped, and its inf loss masked, not
+    # multiplied by 0 (inf * 0 = NaN).
+    index = jnp.clip(target - SIDTokens.FIRST_CODE, 0, logits.shape[-1] - 1)
+    target_logit = jnp.take_along_axis(logits, index[..., None], axis=-1)[..., 0]
+    weights = jnp.broadcast_to(weight[:, None], target.shape).astype(jnp.float32)
+    per_token = jnp.where(weights > 0, jax.nn.logsumexp(logits, axis=-1) - target_logit, 0.0)
     total = weights.sum()
     return (per_token * weights).sum() / jnp.maximum(total, 1.0), {"weight": total}
 
