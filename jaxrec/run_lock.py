@@ -4,7 +4,8 @@ Two processes running in one directory would interleave their checkpoints and ov
 happens when a sweep point is started twice: by a local `jaxrec sweep` and a scheduler job, or by two launchers on
 one workdir. The lock is the operating system's (`fcntl.flock`), so it is released when its process ends, however it
 ends; the file's text (pid, host, start time) only names the holder in messages. flock is per host on many network
-file systems: a multi-host run takes it in process 0 only.
+file systems: a multi-host run takes it in process 0 only. Where the file system has no locks at all (some Lustre
+or NFS mounts answer ENOLCK / ENOSYS), runs go on unguarded, with a warning.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import contextlib
 import datetime
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".jaxrec.lock"
 BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: what `jaxrec run` exits with when its directory is in use (the launcher skips it)
@@ -72,10 +76,14 @@ def describe(owner: dict[str, Any] | None) -> str:
 
 
 def _try_lock(handle: TextIO) -> bool:
+    """Take the lock if free; True also where the file system cannot lock (nothing to guard with)."""
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as error:  # no locks on this file system
+        logger.warning(f"{handle.name}: the file system does not support locks ({error}); nothing keeps a second "
+                       f"run out of this directory")
     return True
 
 

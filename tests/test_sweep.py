@@ -351,3 +351,17 @@ def test_parameter_counts_components():
 def test_flatten_row():
     assert flatten_row({"a": {"b": 1, "c": None}, "d": [1, 2], "o": {"x.y": 3}}) == {
         "a.b": 1, "a.c": "", "d": "[1, 2]", "o.x.y": 3}
+
+
+def test_a_file_system_without_locks_runs_unguarded(tmp_path, monkeypatch, caplog):
+    """Some network file systems answer flock with ENOLCK: the run goes on (with a warning), nothing is 'busy'."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with hold_workdir(tmp_path):
+        assert holder(tmp_path) is None
+    assert "does not support locks" in caplog.text
