@@ -60,9 +60,11 @@ def hold_workdir(workdir: str | Path, wait_seconds: float = 2.0) -> Iterator[Non
 def holder(workdir: str | Path) -> dict[str, Any] | None:
     """Who holds `workdir`'s lock ({"pid", "host", "since"}, or {} when its text is unreadable), or None when free."""
     path = Path(workdir) / LOCK_FILE
-    if not path.exists():
+    try:
+        handle = path.open("r")  # read-only: flock needs no write access (a sweep collected from a read-only copy)
+    except FileNotFoundError:
         return None
-    with path.open("a+") as handle:
+    with handle:
         if _try_lock(handle):
             return None  # closing the handle releases it again
     return _read(path)
