@@ -107,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "(JSON lines: item ids, raw ids, titles)")
     predict.add_argument("--workdir", required=True, help="a `jaxrec run` directory")
     predict.add_argument("--model", default=None, help="model name in the run's config (default: its only "
-                         "trained model)")
-    predict.add_argument("--k", type=int, default=10)
+                         "trained model, or its only model)")
+    predict.add_argument("--k", type=int, default=10, help="recommendations per history (>= 1)")
     predict.add_argument("--raw-ids", action="store_true", help="histories are raw ids (e.g. ASINs), not 1..N")
     given = predict.add_mutually_exclusive_group(required=True)
     given.add_argument("--history", action="append", help="one history, item ids oldest first (repeatable)")

@@ -56,7 +56,8 @@ def parse_histories(lines: Sequence[str], raw_ids: Sequence[str], *, use_raw_ids
 
 def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = None, k: int = 10,
             use_raw_ids: bool = False, source: str = "--history") -> list[dict[str, Any]]:
-    """Top-k recommendations of `model` (default: the run's only trained model) for each history line."""
+    """Top-k recommendations of `model` (default: the run's only trained model, or its only model) for each
+    history line."""
     from jaxrec.models import registry
 
     if k < 1:
@@ -64,7 +65,8 @@ def predict(workdir: str | Path, lines: Sequence[str], *, model: str | None = No
     workdir = Path(workdir)
     config = run_config(workdir)
     trained = [name for name, entry in config.models.items() if entry.family in registry.TRAINED]
-    name = model or (trained[0] if len(trained) == 1 else None)
+    candidates = trained or list(config.models)  # a run of one untrained model (popularity) answers with it
+    name = model or (candidates[0] if len(candidates) == 1 else None)
     if name is None or name not in config.models:
         raise DataError(f"{workdir}: choose a model with --model (this run has {sorted(config.models)})")
     data = config.data

@@ -243,6 +243,26 @@ def test_cli_predict_from_a_run(tmp_path, capsys):
         assert f"--k must be at least 1, got {k}" in capsys.readouterr().err
 
 
+def test_cli_predict_picks_the_only_model_of_an_untrained_run(tmp_path, capsys):
+    config = tmp_path / "popularity.py"
+    config.write_text('''
+import ml_collections
+
+
+def get_config():
+    return ml_collections.ConfigDict({
+        "data": {"source": "synthetic", "path": "", "on_short": "drop", "train_fraction": 1.0,
+                 "options": {"num_users": 60, "num_items": 30, "seed": 0}},
+        "eval": {"ks": (5,), "max_history": 5, "cold_start": False},
+        "models": {"popularity": {"family": "popularity", "exclude_history": False}},
+    })
+''')
+    assert main(["run", "--config", str(config), "--workdir", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--workdir", str(tmp_path / "run"), "--k", "3", "--history", "1 2"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 3
+
+
 def test_cli_data_stats_synthetic(capsys):
     assert main(["data", "stats", "synthetic:num_users=50,num_items=40"]) == 0
     stats = json.loads(capsys.readouterr().out)
