@@ -92,6 +92,25 @@ def test_sasrec_loss_with_left_padding_is_finite_eagerly_and_jitted():
     assert float(jax.jit(loss)(padded)) == pytest.approx(unpadded, rel=1e-6)
 
 
+def test_sasrec_bce_negatives_are_never_the_target():
+    """With two items the one negative of each position is the other item: the loss is exactly that pair's."""
+    config = sasrec.SASRecConfig(num_items=2, max_length=4, hidden=8, num_heads=2, ffn_hidden=16, dropout=0.0,
+                                 attention_dropout=0.0, loss="bce")
+    model = sasrec.SASRec(config, rngs=nnx.Rngs(0))
+    sequence = jnp.array([[0, 1, 2, 2, 1]])
+    inputs, targets = sequence[:, :-1], sequence[:, 1:]
+    states = model(inputs, deterministic=True)[0, 1:]  # the positions with a real input
+    table = model.items.embedding[...]
+    real = targets[0, 1:]
+    pos, neg = (states * table[real]).sum(-1), (states * table[3 - real]).sum(-1)
+    expected = float(jnp.mean(-jax.nn.log_sigmoid(pos) - jax.nn.log_sigmoid(-neg)))
+    for seed in range(3):
+        loss, _ = sasrec.loss_fn(model, {"sequence": sequence}, jax.random.key(seed))
+        assert float(loss) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="at least 2 items"):
+        sasrec.SASRecConfig(num_items=1, loss="bce")
+
+
 def test_fit_end_to_end_with_early_stopping(split, tmp_path):
     """learning_rate 0: the validation metric cannot improve, so patience 1 stops at the second evaluation and the
     best step is the first; fit still writes metrics, TensorBoard events and checkpoints and tests the best model."""
