@@ -25,6 +25,7 @@ from typing import Any, TextIO
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".jaxrec.lock"
+_warned_no_locks = False  # the warning about a file system without locks is given once per process
 BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: what `jaxrec run` exits with when its directory is in use (the launcher skips it)
 
 
@@ -84,8 +85,11 @@ def _try_lock(handle: TextIO) -> bool:
     except BlockingIOError:
         return False
     except OSError as error:  # no locks on this file system
-        logger.warning(f"{handle.name}: the file system does not support locks ({error}); nothing keeps a second "
-                       f"run out of this directory")
+        global _warned_no_locks
+        if not _warned_no_locks:  # once per process: a sweep probes every point
+            _warned_no_locks = True
+            logger.warning(f"{handle.name}: the file system does not support locks ({error}); nothing keeps a "
+                           f"second run out of a run directory")
     return True
 
 

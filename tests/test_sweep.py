@@ -18,6 +18,7 @@ import pytest
 
 from jaxrec.config import ConfigError
 from jaxrec.models import registry
+from jaxrec import run_lock
 from jaxrec.run_lock import BUSY_EXIT_CODE, WorkdirBusy, hold_workdir, holder
 from jaxrec.sweep import (
     Sweep,
@@ -362,6 +363,7 @@ def test_a_file_system_without_locks_runs_unguarded(tmp_path, monkeypatch, caplo
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.setattr(run_lock, "_warned_no_locks", False)
     with hold_workdir(tmp_path):
         assert holder(tmp_path) is None
     assert "does not support locks" in caplog.text

@@ -149,16 +149,20 @@ def _check_item_fields(record: dict, path: Path, line_no: int) -> None:
         if record.get(key) is not None and not isinstance(record[key], str):
             raise bad(key, "a string or null")
     price = record.get("price")
-    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) and not _is_number(price)):
+    is_number = isinstance(price, (int, float)) and not isinstance(price, bool)
+    if price is not None and not is_number and not _is_numeric_string(price):
         raise bad("price", "a number (or a numeric string) or null")
 
 
-def _is_number(text: Any) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
+def _is_numeric_string(value: Any) -> bool:
+    """A string `float` reads ("3.5", "1e3"), as some P5 dumps write prices."""
+    if not isinstance(value, str):
         return False
-    return isinstance(text, str)
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _clean_text(value: Any) -> str | None:

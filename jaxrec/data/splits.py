@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 Stage = Literal["validation", "test"]
 # Leave-one-out: a user's last item is the test target, the one before it the validation target.
 STAGE_TARGET_FROM_END = {"validation": 2, "test": 1}
+MIN_SPLIT_LENGTH = 3  # one training item + validation target + test target
 
 
 def check_stage(stage: str) -> str:
@@ -28,7 +29,6 @@ def check_stage(stage: str) -> str:
     if stage not in STAGE_TARGET_FROM_END:
         raise ValueError(f"unknown stage {stage!r}: expected one of {', '.join(map(repr, STAGE_TARGET_FROM_END))}")
     return stage
-MIN_SPLIT_LENGTH = 3  # one training item + validation target + test target
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,8 +130,8 @@ def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, te
     if config.checkpoint:
         return load_tokenizer(config.checkpoint)
     folder = workdir / "tokenizer"
-    texts, _ = item_texts(catalog, template.item_text, ". ", template.empty_text)
-    texts = [*texts, template.header, template.answer]
+    catalogue_texts, _ = item_texts(catalog, template.item_text, ". ", template.empty_text)
+    texts = [*catalogue_texts, template.header, template.answer]  # the template's fixed strings too
     if (folder / "tokenizer.json").exists():
         record_file = folder / TRAINING_RECORD
         record = json.loads(record_file.read_text()) if record_file.exists() else {}
@@ -142,7 +142,8 @@ def catalogue_tokenizer(config: LLMRSConfig, catalog: Catalog, workdir: Path, te
                                   f"{'vocabulary size' if field == 'vocab_size' else 'catalogue or prompt template'} "
                                   f"({field} {record[field]!r}, this config: {value!r}); use another workdir")
         return load_tokenizer(folder)
-    logger.info(f"training a byte-level BPE of {config.tokenizer_vocab_size} tokens on {len(texts) - 2} item texts")
+    logger.info(f"training a byte-level BPE of {config.tokenizer_vocab_size} tokens on {len(catalogue_texts)} item "
+                f"texts")
     return train_tokenizer(texts, config.tokenizer_vocab_size, folder)
 
 
